@@ -1,0 +1,391 @@
+"""Runs: build a training session from a recipe, train, resume, evaluate, predict.
+
+``danlu train r.yaml`` and ``danlu.train(Recipe(...))`` both come here: the command line only
+parses arguments and prints.
+"""
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .errors import CheckpointError, RecipeError, UserError
+from .recipe import Recipe
+from .training import _checkpoint as ck
+from .training._callbacks import Checkpointer, EarlyStopping, MetricsLog, _direction
+from .training._loop import batch_count, evaluate_outputs, fit, model_outputs
+from .training._progress import Progress
+from .training._state import CallbackList, State
+from .training._target import TargetScaled, scaled_loss, target_stats
+
+RUN_FILES = ("recipe.yaml", "pipeline.json", "pipeline.safetensors", "model.json", "model.safetensors",
+             "summary.json", "metrics.jsonl", "events.jsonl")
+
+
+# ---------------------------------------------------------------------------------------------
+# Set-up
+# ---------------------------------------------------------------------------------------------
+
+def resolve_device(name: str) -> torch.device:
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RecipeError("device: cuda was asked for but no CUDA GPU is visible; use device: auto or cpu")
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(name)
+
+
+def seed_everything(seed: int, deterministic: bool) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    if deterministic:
+        # cuBLAS needs this set before its first use to be deterministic
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
+
+
+def new_run_dir(recipe: Recipe, run_dir: str | Path | None, overwrite: bool) -> Path:
+    """An explicit run directory that holds a run is refused unless ``overwrite``; the default
+    ``runs/<name>`` gets a numbered suffix instead, so no earlier run is ever replaced."""
+    if run_dir is not None:
+        path = Path(run_dir)
+        if path.exists() and any(path.iterdir()):
+            if not overwrite:
+                raise UserError(f"{path}: run directory already exists and is not empty; choose another "
+                                f"--run-dir, continue it with `danlu resume {path}`, or pass --overwrite")
+            if not (path / "recipe.yaml").is_file():
+                raise UserError(f"{path}: not a danlu run directory (no recipe.yaml); --overwrite only replaces runs")
+            shutil.rmtree(path)
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+    base = Path(recipe.output.runs_dir) / (recipe.name or "run")
+    path, n = base, 1
+    while path.exists():
+        n += 1
+        path = base.with_name(f"{base.name}-{n}")
+    path.mkdir(parents=True)
+    return path
+
+
+def _prepare_data(recipe: Recipe):
+    from .data import prepare
+
+    return prepare(recipe.data, recipe.seed, recipe.source)
+
+
+@dataclass
+class Session:
+    state: State
+    callbacks: CallbackList
+    progress: Progress | None
+
+
+def build_session(recipe: Recipe, run_dir: Path | None, prepared, progress: str | None = None,
+                  extra_callbacks=()) -> Session:
+    """Everything that a training run needs, in the order that fixes the random numbers:
+    seed, model initialisation, then the loop's own draws (data order, dropout, augmentation)."""
+    from .models import build_model
+    from .training._factory import build_loss, build_optimizer, build_schedule, output_dim, resolve_loss_kind
+    from .evaluate import PRIMARY_METRIC
+
+    device = resolve_device(recipe.device)
+    info = prepared.info
+    loss_kind = resolve_loss_kind(recipe.loss, info)
+    seed_everything(recipe.seed, recipe.train.deterministic)
+    model = build_model(recipe.model, info, output_dim(loss_kind, info))
+    loss_fn = build_loss(recipe.loss, info)
+    if info.task == "regression" and recipe.data.scale_target:
+        model = TargetScaled(model, *target_stats(prepared.splits["train"][1]))
+        loss_fn = scaled_loss(loss_fn, model)
+    model = model.to(device)
+    optimizer = build_optimizer(recipe.optimizer, model.parameters())
+    splits = {name: (X.to(device), y.to(device)) for name, (X, y) in prepared.splits.items()}
+    batches = batch_count(len(splits["train"][0]), recipe.train.batch_size)
+    steps_per_epoch = -(-batches // recipe.train.accumulate)
+    es = recipe.train.early_stopping
+    schedule = build_schedule(recipe.schedule, optimizer, steps_per_epoch, recipe.train.epochs,
+                              mode=_direction(es.monitor, es.mode), source=recipe.source)
+    state = State(recipe=recipe, info=info, model=model, optimizer=optimizer, schedule=schedule,
+                  loss_fn=loss_fn, loss_kind=loss_kind, device=device,
+                  pipeline=prepared.pipeline, run_dir=run_dir, splits=splits,
+                  steps_per_epoch=steps_per_epoch, batches_per_epoch=batches)
+
+    has_val = "validation" in splits
+    monitor = es.monitor
+    if has_val and monitor != "val_loss" and monitor not in _known_monitors(info):
+        raise RecipeError(f"{recipe.source}: train.early_stopping.monitor {monitor!r} is not a validation figure; "
+                          f"use val_loss or one of {', '.join(sorted(_known_monitors(info)))}")
+    early = EarlyStopping(monitor=monitor, mode=es.mode, patience=es.patience, min_delta=es.min_delta,
+                          restore_best=es.restore_best, enabled=es.enabled and has_val)
+    mode = progress or recipe.output.progress
+    shown = Progress(mode=mode, primary=PRIMARY_METRIC[info.task])
+    callbacks = [early, shown]
+    if run_dir is not None:
+        cp = recipe.checkpoint
+        checkpointer = Checkpointer(run_dir, every_epochs=cp.every_epochs, every_steps=cp.every_steps,
+                                    keep_last=cp.keep_last, keep_best=cp.keep_best)
+        callbacks = [MetricsLog(run_dir), early, checkpointer, shown]
+    callbacks += list(_default_monitors(recipe)) + list(extra_callbacks)
+    cbs = CallbackList(callbacks)
+    state.extra.setdefault("event_sinks", []).append(shown.show_event)
+    for cb in cbs.callbacks:
+        if isinstance(cb, Checkpointer):
+            cb.collect = lambda: (ck_model_state(state), collect_state(state, cbs))
+    return Session(state, cbs, shown)
+
+
+def _known_monitors(info) -> set:
+    from .evaluate import METRICS
+
+    return {f"val_{k}" for k in METRICS[info.task]} | {"val_loss"}
+
+
+def _default_monitors(recipe: Recipe):
+    """The diagnosis monitors (on by default); absent until the diagnose package exists."""
+    try:
+        from .diagnose import default_monitors
+    except ImportError:
+        return []
+    return default_monitors(recipe)
+
+
+def ck_model_state(state: State) -> dict:
+    return {k: v.detach() for k, v in state.model.state_dict().items()}
+
+
+def collect_state(state: State, cbs: CallbackList) -> dict:
+    """Everything besides the weights that an exact resume needs."""
+    return {
+        "position": {"epoch": state.epoch, "batch": state.batch, "step": state.step,
+                     "loss_sum": float(state.loss_sum), "loss_count": state.loss_count},
+        "history": state.history,
+        "events": state.events,
+        "optimizer": state.optimizer.state_dict(),
+        "schedule": state.schedule.state_dict(),
+        "callbacks": {cb.name: cb.state_dict() for cb in cbs.stateful()},
+        "rng": ck.capture_rng(),
+        "recipe": state.recipe.to_dict(),
+    }
+
+
+def restore_state(state: State, cbs: CallbackList, model_state: dict, saved: dict) -> None:
+    state.model.load_state_dict(model_state)
+    state.optimizer.load_state_dict(saved["optimizer"])
+    state.schedule.load_state_dict(saved["schedule"])
+    pos = saved["position"]
+    state.epoch, state.batch, state.step = pos["epoch"], pos["batch"], pos["step"]
+    state.loss_sum = torch.tensor(pos["loss_sum"], dtype=torch.float64, device=state.device)
+    state.loss_count = pos["loss_count"]
+    state.history = list(saved["history"])
+    state.events = list(saved["events"])
+    if state.history:
+        state.metrics = dict(state.history[-1])
+    for cb in cbs.stateful():
+        if cb.name in saved["callbacks"]:
+            cb.load_state_dict(saved["callbacks"][cb.name])
+    ck.restore_rng(saved["rng"])
+
+
+# ---------------------------------------------------------------------------------------------
+# Finishing a run
+# ---------------------------------------------------------------------------------------------
+
+def evaluate_splits(state: State, names=("train", "validation", "test")) -> dict:
+    out = {}
+    for name in names:
+        if name in state.splits:
+            X, y = state.splits[name]
+            out[name] = evaluate_outputs(model_outputs(state.model, X), y, state.loss_fn, state.loss_kind, state.info)
+    return out
+
+
+def finish(state: State, run_dir: Path | None) -> dict:
+    summary = evaluate_splits(state)
+    summary["run"] = {"epochs": state.epoch, "steps": state.step, "stop_reason": state.stop_reason,
+                      "restored_best_epoch": state.extra.get("restored_epoch"),
+                      "parameters": sum(p.numel() for p in state.model.parameters()),
+                      "device": str(state.device), "events": len(state.events)}
+    if run_dir is not None:
+        ck.atomic_save_tensors(run_dir / "model.safetensors", ck_model_state(state))
+        meta = {"loss_kind": state.loss_kind, "info": state.info.to_json(), "model": dict(state.recipe.model),
+                "target_scaled": isinstance(state.model, TargetScaled)}
+        ck.atomic_write_text(run_dir / "model.json", json.dumps(meta, indent=1))
+        ck.atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=1))
+    return summary
+
+
+class Run:
+    """A finished run directory: its summary, and the verbs that use its model."""
+
+    def __init__(self, path: str | Path, summary: dict | None = None):
+        self.path = Path(path)
+        self.summary = summary if summary is not None else json.loads((self.path / "summary.json").read_text())
+
+    def __repr__(self) -> str:
+        return f"Run({str(self.path)!r})"
+
+    def evaluate(self, split: str = "test") -> dict:
+        return evaluate(self.path, split)
+
+    def predict(self, input_path, output=None, overwrite=False):
+        return predict(self.path, input_path, output, overwrite=overwrite)
+
+
+# ---------------------------------------------------------------------------------------------
+# Verbs
+# ---------------------------------------------------------------------------------------------
+
+def train(recipe: Recipe | dict, run_dir: str | Path | None = None, *, overwrite: bool = False,
+          progress: str | None = None, callbacks=()) -> Run:
+    """Train a recipe into a new run directory and return the finished :class:`Run`."""
+    if not isinstance(recipe, Recipe):
+        recipe = Recipe.from_dict(recipe)
+    prepared = _prepare_data(recipe)          # bad data fails before anything is written
+    path = new_run_dir(recipe, run_dir, overwrite)
+    ck.atomic_write_text(path / "recipe.yaml", recipe.to_yaml())
+    prepared.pipeline.save(path)
+    session = build_session(recipe, path, prepared, progress, callbacks)
+    fit(session.state, session.callbacks)
+    summary = finish(session.state, path)
+    return Run(path, summary)
+
+
+def read_run_recipe(run_dir: Path) -> Recipe:
+    run_dir = Path(run_dir)
+    if not (run_dir / "recipe.yaml").is_file():
+        raise UserError(f"{run_dir}: not a danlu run directory (no recipe.yaml); give the folder that "
+                        f"`danlu train` created, e.g. runs/<name>")
+    return Recipe.from_yaml(run_dir / "recipe.yaml")
+
+
+def resume(run_dir: str | Path, checkpoint: str | None = None, *, progress: str | None = None,
+           callbacks=()) -> Run:
+    """Continue a run from its newest checkpoint (or the one named); a finished run is left as it is."""
+    run_dir = Path(run_dir)
+    recipe = read_run_recipe(run_dir)
+    if (run_dir / "summary.json").is_file() and checkpoint is None:
+        return Run(run_dir)
+    root = run_dir / "checkpoints"
+    if checkpoint is not None:
+        chosen = root / checkpoint if (root / checkpoint).is_dir() else Path(checkpoint)
+        if not chosen.is_dir():
+            names = ", ".join(p.name for p in ck.list_checkpoints(root)) or "none"
+            raise CheckpointError(f"{checkpoint}: no such checkpoint in {root}; available: {names}")
+    else:
+        found = ck.list_checkpoints(root)
+        chosen = found[-1] if found else None
+    prepared = _prepare_data(recipe)
+    if not (run_dir / "pipeline.json").is_file():
+        prepared.pipeline.save(run_dir)
+    session = build_session(recipe, run_dir, prepared, progress, callbacks)
+    if chosen is not None:
+        try:
+            model_state, saved = ck.read_checkpoint(chosen, device=session.state.device)
+        except CheckpointError as err:
+            older = [p.name for p in ck.list_checkpoints(root) if p.name < chosen.name]
+            hint = f" (earlier: {', '.join(older)})" if older else ""
+            raise CheckpointError(f"{err}{hint}") from None
+        restore_state(session.state, session.callbacks, model_state, saved)
+        # a checkpoint chosen by hand may be older than the newest: later ones stay on disk
+    fit(session.state, session.callbacks)
+    summary = finish(session.state, run_dir)
+    return Run(run_dir, summary)
+
+
+def load_model(run_dir: str | Path, device="cpu"):
+    """(model, pipeline, meta) of a finished run, weights from model.safetensors."""
+    from .data import Pipeline
+    from .models import build_model
+    from .training._factory import output_dim
+
+    run_dir = Path(run_dir)
+    recipe = read_run_recipe(run_dir)
+    for name in ("model.safetensors", "model.json", "pipeline.json"):
+        if not (run_dir / name).is_file():
+            raise UserError(f"{run_dir}: {name} is missing — the run has not finished; "
+                            f"finish it with `danlu resume {run_dir}`")
+    meta = json.loads((run_dir / "model.json").read_text(encoding="utf-8"))
+    pipeline = Pipeline.load(run_dir)
+    info = pipeline.info
+    model = build_model(recipe.model, info, output_dim(meta["loss_kind"], info))
+    if meta.get("target_scaled"):
+        model = TargetScaled(model, [0.0] * info.n_targets, [1.0] * info.n_targets)  # buffers come from the file
+    model.load_state_dict(ck.load_weights(run_dir / "model.safetensors", device="cpu"))
+    model.to(device).eval()
+    return model, pipeline, meta, recipe
+
+
+def evaluate(run_dir: str | Path, split: str = "test") -> dict:
+    """Metrics of a finished run's model on one split (or ``all``) of its recipe's data."""
+    from .training._factory import build_loss
+
+    if split not in ("train", "validation", "test", "all"):
+        raise UserError(f"--split must be train, validation, test or all; got {split!r}")
+    model, _pipeline, meta, recipe = load_model(run_dir)
+    prepared = _prepare_data(recipe)
+    loss_fn = build_loss(recipe.loss, prepared.info)
+    if isinstance(model, TargetScaled):
+        loss_fn = scaled_loss(loss_fn, model)
+    names = ("train", "validation", "test") if split == "all" else (split,)
+    out = {}
+    for name in names:
+        if name not in prepared.splits:
+            raise UserError(f"{run_dir}: the recipe has no {name} split (data.split.{name} is 0)")
+        X, y = prepared.splits[name]
+        out[name] = evaluate_outputs(model_outputs(model, X), y, loss_fn, meta["loss_kind"], prepared.info)
+    return out
+
+
+def predict(run_dir: str | Path, input_path: str | Path, output: str | Path | None = None, *,
+            overwrite: bool = False) -> list[dict]:
+    """Predictions (with class probabilities for classifiers) for new rows; CSV written to ``output``
+    (an existing file is kept unless ``overwrite``)."""
+    from .training._factory import scores_to_proba
+
+    if output is not None and str(output) != "-" and Path(output).exists() and not overwrite:
+        raise UserError(f"{output}: already exists; choose another -o path or pass --overwrite")
+    model, pipeline, meta, _recipe = load_model(run_dir)
+    X, ids = pipeline.load_input(str(input_path))
+    scores = scores_to_proba(model_outputs(model, X), meta["loss_kind"], pipeline.info).cpu().numpy()
+    info = pipeline.info
+    rows = []
+    for i in range(len(scores)):
+        row = {"id": ids[i] if ids is not None else i}
+        if info.task == "classification":
+            row["prediction"] = pipeline.decode([int(scores[i].argmax())])[0]
+            for c, label in enumerate(info.classes):
+                row[f"proba_{label}"] = float(scores[i, c])
+        else:
+            values = np.atleast_1d(scores[i])
+            if len(values) == 1:
+                row["prediction"] = float(values[0])
+            else:
+                row.update({f"prediction_{k}": float(v) for k, v in enumerate(values)})
+        rows.append(row)
+    if output is not None:
+        write_csv(rows, Path(output))
+    return rows
+
+
+def write_csv(rows: list[dict], path: Path) -> None:
+    import csv
+    import io
+
+    buf = io.StringIO()
+    if rows:
+        writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    if str(path) == "-":
+        sys.stdout.write(buf.getvalue())
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ck.atomic_write_text(path, buf.getvalue())

@@ -1,0 +1,187 @@
+"""The ``danlu`` command. It parses, dispatches and turns user errors into one line (exit 2).
+
+Heavy modules (torch, numpy, scikit-learn) are imported inside the command functions, so that
+``danlu --help`` and ``danlu explain`` answer at once.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+EXIT_USER_ERROR = 2
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--debug", action="store_true", help="show the full traceback on errors")
+    p.add_argument("--progress", choices=("auto", "bar", "lines", "none"), default=None,
+                   help="progress display (default: the recipe's output.progress)")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="danlu",
+        description="丹炉 danlu — train, watch, rescue, evaluate and explain models from one recipe.",
+        epilog="examples:\n  danlu train recipes/digits_cnn.yaml\n  danlu train r.yaml --set optimizer.lr=0.01\n"
+               "  danlu resume runs/digits_cnn\n  danlu eval runs/digits_cnn --split test\n"
+               "  danlu predict runs/digits_cnn rows.csv -o predictions.csv\n  danlu explain 炸炉",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="store_true", help="print the version and exit")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("train", help="train a recipe into a new run directory (炼丹)")
+    p.add_argument("recipe", help="recipe YAML file")
+    p.add_argument("--run-dir", help="run directory (default: <output.runs_dir>/<name>, numbered if taken)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a recipe key, e.g. --set optimizer.lr=0.01 (repeatable)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --run-dir")
+    _add_common(p)
+
+    p = sub.add_parser("resume", help="continue a killed or interrupted run from its last checkpoint (断点续训)")
+    p.add_argument("run_dir")
+    p.add_argument("--checkpoint", help="a checkpoint folder name (e.g. step-00000120) instead of the newest")
+    _add_common(p)
+
+    p = sub.add_parser("eval", help="metrics of a finished run on a split")
+    p.add_argument("run_dir")
+    p.add_argument("--split", default="test", help="train, validation, test or all (default: test)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    _add_common(p)
+
+    p = sub.add_parser("predict", help="predict new rows with a finished run (推理)")
+    p.add_argument("run_dir")
+    p.add_argument("input", help="CSV, .npy or .npz file (or image folder for image runs)")
+    p.add_argument("-o", "--output", default="-", help="output CSV (default: standard output)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    _add_common(p)
+
+    p = sub.add_parser("explain", help="explain a term in English or Chinese (e.g. danlu explain lr)")
+    p.add_argument("term", nargs="*", help="a term, alias or recipe key (炸炉, lr, bs, epoch, ...)")
+    p.add_argument("--lang", choices=("en", "zh"), default=None, help="language (default: from the locale)")
+    p.add_argument("--list", action="store_true", help="list every term")
+    _add_common(p)
+
+    p = sub.add_parser("diagnose", help="tell the story of a run: what went wrong, what danlu did, what to try")
+    p.add_argument("run_dir")
+    p.add_argument("--lang", choices=("en", "zh"), default=None)
+    _add_common(p)
+
+    p = sub.add_parser("keys", help="list every recipe key with its default")
+    _add_common(p)
+    return parser
+
+
+# ---------------------------------------------------------------------------------------------
+# Commands
+# ---------------------------------------------------------------------------------------------
+
+def _print_summary(summary: dict, run_dir) -> None:
+    from .evaluate import format_table
+
+    table = {k: v for k, v in summary.items() if k in ("train", "validation", "test")}
+    print(format_table(table))
+    print(f"run directory: {run_dir}")
+
+
+def cmd_train(args) -> int:
+    from . import _run
+    from .recipe import Recipe
+
+    recipe = Recipe.from_yaml(args.recipe, args.overrides)
+    run = _run.train(recipe, args.run_dir, overwrite=args.overwrite, progress=args.progress)
+    _print_summary(run.summary, run.path)
+    return 0
+
+
+def cmd_resume(args) -> int:
+    from . import _run
+
+    run = _run.resume(args.run_dir, args.checkpoint, progress=args.progress)
+    _print_summary(run.summary, run.path)
+    return 0
+
+
+def cmd_eval(args) -> int:
+    from . import _run
+    from .evaluate import format_table
+
+    figures = _run.evaluate(args.run_dir, args.split)
+    print(json.dumps(figures, indent=1) if args.json else format_table(figures))
+    return 0
+
+
+def cmd_predict(args) -> int:
+    from . import _run
+
+    rows = _run.predict(args.run_dir, args.input, args.output, overwrite=args.overwrite)
+    if args.output != "-":
+        print(f"{len(rows)} predictions written to {args.output}", file=sys.stderr)
+    return 0
+
+
+def cmd_explain(args) -> int:
+    from . import glossary
+
+    lang = args.lang or glossary.default_lang()
+    if args.list or not args.term:
+        print(glossary.list_terms(lang))
+        return 0
+    print(glossary.explain(" ".join(args.term), lang))
+    return 0
+
+
+def cmd_diagnose(args) -> int:
+    from .diagnose import story
+
+    print(story(args.run_dir, args.lang))
+    return 0
+
+
+def cmd_keys(args) -> int:
+    from .recipe import describe
+
+    for path, default, doc in describe():
+        print(f"{path:36s} {default:14s} {doc}")
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "resume": cmd_resume, "eval": cmd_eval, "predict": cmd_predict,
+            "explain": cmd_explain, "diagnose": cmd_diagnose, "keys": cmd_keys}
+
+
+def main(argv=None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.version:
+        from . import __version__
+
+        print(f"danlu {__version__}")
+        return 0
+    if not args.command:
+        parser.print_help()
+        return 0
+    try:
+        return COMMANDS[args.command](args)
+    except KeyboardInterrupt:
+        print("\ndanlu: interrupted; continue with `danlu resume RUN_DIR`", file=sys.stderr)
+        return 130
+    except Exception as err:  # one line for the user's mistakes, a traceback for ours
+        from .errors import UserError
+
+        if getattr(args, "debug", False):
+            raise
+        if isinstance(err, UserError):
+            print(f"danlu: error: {err}", file=sys.stderr)
+            return EXIT_USER_ERROR
+        if isinstance(err, (FileNotFoundError, PermissionError, IsADirectoryError)):
+            print(f"danlu: error: {err.strerror}: {err.filename}", file=sys.stderr)
+            return EXIT_USER_ERROR
+        raise
+
+
+def entry() -> None:
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    entry()

@@ -1,0 +1,274 @@
+"""Metrics for classification and regression, written in numpy.
+
+They run after every validation pass, so they are plain vectorised numpy rather than calls
+into scikit-learn (whose input validation costs more than the arithmetic). The tests check
+every value against scikit-learn on many random cases.
+
+Choices where scikit-learn leaves room, all documented here once:
+
+* Macro precision / recall / F1 average over the classes that occur in ``y_true`` or in the
+  predictions (scikit-learn's default label set). A class that never occurs and is never
+  predicted says nothing about the model and would only drag the average down. A class
+  with no predictions scores precision 0, a class with no true rows recall 0
+  (``zero_division=0``).
+* ROC AUC is one-vs-rest per class (binary: on the probability of class 1), averaged over
+  the classes that have both positive and negative rows in ``y_true``. When every class
+  occurs this equals ``roc_auc_score(multi_class='ovr', average='macro')``; when a split lacks
+  a class, scikit-learn returns NaN and we average the classes that are defined instead. With
+  fewer than two classes in ``y_true`` AUC is undefined and the key is left out.
+* Log loss uses all ``n_classes`` labels and clips probabilities to ``[eps, 1 - eps]`` with
+  ``eps`` the machine epsilon of the scores' own dtype (1.2e-7 for float32), like scikit-learn.
+* Non-finite scores (a diverged model) give NaN for ``roc_auc`` / ``log_loss`` / regression
+  errors instead of raising: the training loop's diagnostics report the divergence.
+* Multi-output regression averages each output's value uniformly, so ``rmse`` is the mean of
+  the per-output RMSEs (scikit-learn's ``root_mean_squared_error``), not ``sqrt(mse)``.
+* R² of a constant target follows scikit-learn's ``force_finite``: 1.0 for perfect predictions,
+  otherwise 0.0; NaN with fewer than two rows. "Constant" means all values are equal, so
+  rounding in the mean cannot turn ``[0.1] * 7`` into R² = -5e29 (scikit-learn 1.9 does).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import DataError, UserError, did_you_mean
+
+PRIMARY_METRIC = {"classification": "accuracy", "regression": "r2"}
+
+METRICS = {
+    "classification": ("accuracy", "precision_macro", "recall_macro", "f1_macro",
+                       "precision_micro", "recall_micro", "f1_micro",
+                       "precision", "recall", "f1", "roc_auc", "log_loss"),
+    "regression": ("mse", "rmse", "mae", "r2"),
+}
+
+_HIGHER_IS_BETTER = {"accuracy", "precision_macro", "recall_macro", "f1_macro", "precision_micro",
+                     "recall_micro", "f1_micro", "precision", "recall", "f1", "roc_auc", "r2"}
+_LOWER_IS_BETTER = {"loss", "log_loss", "mse", "rmse", "mae"}
+_SPLIT_PREFIXES = ("train_", "val_", "validation_", "test_")
+
+
+def compute_metrics(task: str, y_true, scores, *, n_classes: int | None = None) -> dict[str, float]:
+    """Metrics of one split.
+
+    ``task="classification"``: ``y_true`` holds class ids ``(N,)``; ``scores`` holds class
+    probabilities ``(N, n_classes)``, or ``(N,)`` / ``(N, 1)`` probabilities of class 1 for a
+    binary model. ``task="regression"``: ``y_true`` and ``scores`` (the predictions) are
+    ``(N,)`` or ``(N, k)``. numpy arrays and torch tensors (any device) are accepted.
+    """
+    y_true = _to_numpy(y_true)
+    scores = _to_numpy(scores)
+    if task == "classification":
+        return _classification_metrics(y_true, scores, n_classes)
+    if task == "regression":
+        return _regression_metrics(y_true, scores)
+    raise UserError(f"unknown task {task!r}{did_you_mean(task, PRIMARY_METRIC)}; "
+                    f"use one of {', '.join(PRIMARY_METRIC)}")
+
+
+def metric_direction(name: str) -> str:
+    """``"max"`` if a larger value of the metric is better, ``"min"`` if a smaller one is.
+
+    Split prefixes are ignored (``val_accuracy`` is ``accuracy``); any name containing
+    ``loss`` is minimised (``train_loss_running_mean``, ``kd_loss``).
+    """
+    base = name
+    for prefix in _SPLIT_PREFIXES:
+        if base.startswith(prefix):
+            base = base[len(prefix):]
+            break
+    if base in _HIGHER_IS_BETTER:
+        return "max"
+    if base in _LOWER_IS_BETTER or "loss" in base:
+        return "min"
+    known = sorted(_HIGHER_IS_BETTER | _LOWER_IS_BETTER)
+    raise UserError(f"unknown metric {name!r}{did_you_mean(base, known)}; "
+                    f"known metrics: {', '.join(known)} (optionally prefixed by val_, train_ or test_)")
+
+
+def _to_numpy(x) -> np.ndarray:
+    # Duck-typed so this module never imports torch.
+    if hasattr(x, "detach"):
+        x = x.detach().cpu()
+        if str(x.dtype) == "torch.bfloat16":  # numpy has no bfloat16
+            x = x.float()
+        x = x.numpy()
+    return np.asarray(x)
+
+
+# --- classification ---------------------------------------------------------------------------
+
+def _classification_metrics(y_true: np.ndarray, scores: np.ndarray, n_classes: int | None) -> dict[str, float]:
+    proba = _as_probability_matrix(scores, n_classes)
+    n_classes = proba.shape[1]
+    labels = _as_class_ids(y_true, n_classes, len(proba))
+    predicted = np.argmax(proba, axis=1)
+
+    metrics = {"accuracy": float(np.mean(predicted == labels))}
+    metrics.update(_precision_recall_f1(labels, predicted, n_classes))
+    if np.all(np.isfinite(proba)):
+        auc = _roc_auc(labels, proba)
+        if auc is not None:
+            metrics["roc_auc"] = auc
+        metrics["log_loss"] = _log_loss(labels, proba, _clip_eps(scores.dtype))
+    else:  # a diverged model: say so rather than rank NaNs
+        metrics.update(roc_auc=float("nan"), log_loss=float("nan"))
+    return metrics
+
+
+def _as_probability_matrix(proba: np.ndarray, n_classes: int | None) -> np.ndarray:
+    """Return float64 ``(N, C)`` probabilities; one column means P(class 1) of a binary model."""
+    if proba.ndim == 2 and proba.shape[1] == 1:
+        proba = proba[:, 0]
+    if proba.ndim == 1:
+        if n_classes not in (None, 2):
+            raise DataError(f"scores have one column but n_classes={n_classes}; give one probability "
+                            f"column per class, shape (N, {n_classes})")
+        proba = np.stack([1 - proba, proba], axis=1)
+    if proba.ndim != 2:
+        raise DataError(f"classification scores must have shape (N, n_classes), got {proba.shape}")
+    if n_classes is not None and proba.shape[1] != n_classes:
+        raise DataError(f"scores have {proba.shape[1]} columns but n_classes={n_classes}; "
+                        "the model's outputs must match the number of classes")
+    if len(proba) == 0:
+        raise DataError("cannot compute metrics of an empty split; give the split at least one row")
+    return proba.astype(np.float64)
+
+
+def _clip_eps(dtype) -> float:
+    """Machine epsilon of the scores' own float type: what scikit-learn clips log loss with."""
+    return float(np.finfo(dtype if np.issubdtype(dtype, np.floating) else np.float64).eps)
+
+
+def _as_class_ids(y_true: np.ndarray, n_classes: int, n_rows: int) -> np.ndarray:
+    y = y_true.reshape(-1) if y_true.ndim == 2 and y_true.shape[1] == 1 else y_true
+    if y.shape != (n_rows,):
+        raise DataError(f"labels have shape {y_true.shape} but scores have {n_rows} rows; "
+                        "give one class id per row")
+    if not (np.issubdtype(y.dtype, np.integer) or y.dtype == np.bool_):
+        if not np.issubdtype(y.dtype, np.number) or not np.all(np.isfinite(y)) or np.any(y != np.round(y)):
+            raise DataError("classification labels must be integer class ids 0..n_classes-1; "
+                            "encode text or float labels as class ids first")
+    y = y.astype(np.int64)
+    bad = (y < 0) | (y >= n_classes)
+    if np.any(bad):
+        raise DataError(f"label {y[bad][0]} is outside the {n_classes} classes 0..{n_classes - 1}; "
+                        "check the label column or the number of model outputs")
+    return y
+
+
+def _precision_recall_f1(labels: np.ndarray, predicted: np.ndarray, n_classes: int) -> dict[str, float]:
+    true_count = np.bincount(labels, minlength=n_classes)
+    pred_count = np.bincount(predicted, minlength=n_classes)
+    tp = np.bincount(labels[labels == predicted], minlength=n_classes)
+    present = (true_count > 0) | (pred_count > 0)
+
+    precision = _safe_divide(tp, pred_count)
+    recall = _safe_divide(tp, true_count)
+    f1 = _safe_divide(2 * tp, true_count + pred_count)  # 2tp / (2tp + fp + fn)
+
+    metrics = {
+        "precision_macro": float(precision[present].mean()),
+        "recall_macro": float(recall[present].mean()),
+        "f1_macro": float(f1[present].mean()),
+    }
+    tp_all, pred_all, true_all = tp[present].sum(), pred_count[present].sum(), true_count[present].sum()
+    metrics["precision_micro"] = float(_safe_divide(tp_all, pred_all))
+    metrics["recall_micro"] = float(_safe_divide(tp_all, true_all))
+    metrics["f1_micro"] = float(_safe_divide(2 * tp_all, true_all + pred_all))
+    if n_classes == 2:  # binary scores of the positive class 1
+        metrics.update(precision=float(precision[1]), recall=float(recall[1]), f1=float(f1[1]))
+    return metrics
+
+
+def _safe_divide(numerator, denominator):
+    """``numerator / denominator`` with 0 where the denominator is 0 (``zero_division=0``)."""
+    numerator = np.asarray(numerator, dtype=np.float64)
+    denominator = np.asarray(denominator, dtype=np.float64)
+    return np.divide(numerator, denominator, out=np.zeros_like(numerator), where=denominator != 0)
+
+
+def _roc_auc(labels: np.ndarray, proba: np.ndarray) -> float | None:
+    """Macro one-vs-rest AUC over the classes defined in ``labels``; None if none is."""
+    n_classes = proba.shape[1]
+    classes = [1] if n_classes == 2 else range(n_classes)
+    aucs = []
+    for c in classes:
+        positive = labels == c
+        if 0 < positive.sum() < len(labels):
+            aucs.append(_binary_auc(positive, proba[:, c]))
+    return float(np.mean(aucs)) if aucs else None
+
+
+def _binary_auc(positive: np.ndarray, score: np.ndarray) -> float:
+    """Area under the ROC curve as the Mann-Whitney statistic.
+
+    With tied scores given their average rank this equals the trapezoidal area under the ROC
+    curve, which is what scikit-learn integrates.
+    """
+    n_pos = positive.sum()
+    n_neg = len(positive) - n_pos
+    rank_sum = _average_ranks(score)[positive].sum()
+    return float((rank_sum - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def _average_ranks(x: np.ndarray) -> np.ndarray:
+    """1-based ranks of ``x``; equal values share the mean of their ranks."""
+    order = np.argsort(x, kind="stable")
+    ordered = x[order]
+    starts_group = np.empty(len(x), dtype=bool)
+    starts_group[0] = True
+    starts_group[1:] = ordered[1:] != ordered[:-1]
+    starts = np.flatnonzero(starts_group)
+    ends = np.append(starts[1:], len(x))
+    group_rank = (starts + 1 + ends) / 2.0  # mean of ranks starts+1 .. ends
+    ranks = np.empty(len(x), dtype=np.float64)
+    ranks[order] = group_rank[np.cumsum(starts_group) - 1]
+    return ranks
+
+
+def _log_loss(labels: np.ndarray, proba: np.ndarray, eps: float) -> float:
+    p_true = np.clip(proba[np.arange(len(labels)), labels], eps, 1 - eps)
+    return float(-np.mean(np.log(p_true)))
+
+
+# --- regression -------------------------------------------------------------------------------
+
+def _regression_metrics(y_true: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
+    y, p = _as_output_columns(y_true, predicted)
+    error = p - y
+    mse = np.mean(error ** 2, axis=0)
+    return {
+        "mse": float(mse.mean()),
+        "rmse": float(np.sqrt(mse).mean()),
+        "mae": float(np.mean(np.abs(error), axis=0).mean()),
+        "r2": _r2(y, error),
+    }
+
+
+def _as_output_columns(y_true: np.ndarray, predicted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Both as float64 ``(N, k)``; ``(N,)`` and ``(N, 1)`` are the same single output."""
+    if y_true.ndim not in (1, 2) or predicted.ndim not in (1, 2):
+        raise DataError(f"regression targets and predictions must be (N,) or (N, k), got {y_true.shape} "
+                        f"and {predicted.shape}")
+    if len(y_true) == 0:
+        raise DataError("cannot compute metrics of an empty split; give the split at least one row")
+    y = y_true.reshape(len(y_true), -1).astype(np.float64)
+    p = predicted.reshape(len(predicted), -1).astype(np.float64)
+    if p.shape != y.shape:
+        raise DataError(f"predictions have shape {predicted.shape} but targets have {y_true.shape}; "
+                        "the model needs one output per target column")
+    return y, p
+
+
+def _r2(y: np.ndarray, error: np.ndarray) -> float:
+    if len(y) < 2:
+        return float("nan")  # undefined: no variance to explain
+    residual = np.sum(error ** 2, axis=0)
+    total = np.sum((y - y.mean(axis=0)) ** 2, axis=0)
+    total[np.all(y == y[0], axis=0)] = 0.0  # exactly constant, whatever rounding in the mean says
+    # scikit-learn's force_finite: perfect predictions score 1, a constant target otherwise 0.
+    score = np.where(residual == 0, 1.0, 0.0)
+    defined = (residual != 0) & (total != 0)
+    score[defined] = 1 - residual[defined] / total[defined]
+    score[np.isnan(residual)] = np.nan
+    return float(score.mean())

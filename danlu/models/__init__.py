@@ -1,0 +1,44 @@
+"""Models: a registry of kinds, each declaring its recipe keys, and the built-in networks.
+
+>>> from danlu.models import build_model
+>>> model = build_model({"kind": "cnn"}, info, out_dim=10)   # info: the data's DataInfo
+
+Your own ``torch.nn.Module`` joins with :func:`register_model` and then works in recipes as
+``model: {kind: <name>, ...}``; :func:`check_model_builder` tells whether it conforms.
+
+Importing this package does not import torch (recipe validation uses it); the network classes
+below are loaded on first use.
+"""
+from . import _builtin  # noqa: F401  (registers linear, logistic, perceptron, mlp, cnn, rnn)
+from ._check import check_model_builder, random_batch
+from ._registry import (
+    MODELS,
+    ModelEntry,
+    build_model,
+    complete_model_cfg,
+    register_model,
+    registered_params,
+    unregister_model,
+)
+
+_LAZY = {  # public name -> private module that needs torch
+    "FeatureInput": "_inputs",
+    "auto_embedding_dim": "_inputs",
+    "MLP": "_nets",
+    "CNN": "_nets",
+    "RecurrentNet": "_nets",
+}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        from importlib import import_module
+
+        return getattr(import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = [
+    "MODELS", "ModelEntry", "build_model", "check_model_builder", "complete_model_cfg", "random_batch",
+    "register_model", "registered_params", "unregister_model", *_LAZY,
+]

@@ -1,0 +1,488 @@
+"""The recipe: one typed, validated description of a run.
+
+The schema below is the single place where a key's type, default and allowed range live
+(builders trust it). A recipe is plain nested data — YAML on disk, dicts in Python — checked
+once by :func:`Recipe.from_dict` before any work starts. Errors name the source, the key path
+and the fix, e.g. ``r.yaml: optimizer.lr must be > 0, got -0.1``.
+
+This module imports neither torch nor numpy, so that the command line stays fast.
+"""
+from __future__ import annotations
+
+import copy
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from .errors import RecipeError, did_you_mean
+
+_REQUIRED = object()
+
+
+@dataclass(frozen=True)
+class Field:
+    """One leaf key: its type, default and constraints."""
+
+    type: type | tuple
+    default: Any = None
+    choices: tuple | None = None
+    min: float | None = None
+    max: float | None = None
+    min_exclusive: bool = False
+    item: type | tuple | None = None  # element type of a list
+    nullable: bool = True
+    doc: str = ""
+
+    @property
+    def required(self) -> bool:
+        return self.default is _REQUIRED
+
+
+@dataclass(frozen=True)
+class Section:
+    """A nested mapping of keys. ``by_kind`` picks extra keys from the value of ``kind``."""
+
+    fields: Mapping[str, Any]
+    doc: str = ""
+    by_kind: Callable[[], Mapping[str, Mapping[str, Any]]] | None = None
+
+
+def _f(type_, default=None, **kw) -> Field:
+    return Field(type_, default, **kw)
+
+
+NUM = (int, float)
+
+# ---------------------------------------------------------------------------------------------
+# Schema. Each block is owned by the module that consumes it (named in the comment).
+# ---------------------------------------------------------------------------------------------
+
+# danlu/data
+AUGMENT = Section({
+    "shift": _f(int, 0, min=0, doc="random shift of images by up to this many pixels"),
+    "rotate": _f(NUM, 0.0, min=0, max=180, doc="random rotation of images by up to this many degrees"),
+    "hflip": _f(bool, False, doc="random horizontal flip"),
+    "vflip": _f(bool, False, doc="random vertical flip"),
+    "noise": _f(NUM, 0.0, min=0, doc="std of Gaussian noise added to training inputs (noise injection)"),
+})
+
+SPLIT = Section({
+    "validation": _f(NUM, 0.15, min=0, max=0.9, doc="fraction of rows for the validation set"),
+    "test": _f(NUM, 0.15, min=0, max=0.9, doc="fraction of rows for the test set"),
+    "stratify": _f(bool, True, doc="keep class proportions in every split (classification)"),
+})
+
+DATA = Section({
+    "source": _f(str, "sklearn", choices=("sklearn", "csv", "npy", "images", "sequence"),
+                 nullable=False, doc="where rows come from"),
+    "name": _f(str, None, doc="built-in data set (sklearn: digits, iris, breast_cancer, diabetes, wine; "
+                               "sequence: sum, trend, parity)"),
+    "path": _f(str, None, doc="file or folder for csv / npy / images"),
+    "features": _f(list, None, item=(str, int), doc="feature columns (csv: names; npy: indices; npz: one array key)"),
+    "label": _f((str, int), None, doc="label column (csv: name, default last; npy: index; npz: array key, default y)"),
+    "categorical": _f((str, list), "auto", doc="'auto' to detect, or a list of categorical columns"),
+    "task": _f(str, "auto", choices=("auto", "classification", "regression"), nullable=False),
+    "shape": _f(list, None, item=int, doc="reshape each row to this shape, e.g. [1, 8, 8]"),
+    "image_size": _f(list, None, item=int, doc="[height, width] images are resized to"),
+    "grayscale": _f(bool, True, doc="read images as one channel"),
+    "length": _f(int, 20, min=2, doc="sequence length for generated sequence tasks"),
+    "samples": _f(int, 2000, min=10, doc="number of rows for generated data"),
+    "impute": _f(str, "none", choices=("none", "mean", "median", "most_frequent", "drop"), nullable=False,
+                 doc="what to do with missing values"),
+    "scale": _f(str, "standardize", choices=("none", "standardize", "normalize"), nullable=False,
+                doc="feature scaling fitted on the training split only"),
+    "scale_target": _f(bool, True, doc="regression: learn the standardised target (predictions stay in "
+                                       "original units)"),
+    "split": SPLIT,
+    "augment": AUGMENT,
+})
+
+# danlu/models — the keys of each kind come from the model registry (models/_registry.py).
+MODEL_COMMON = {
+    "kind": _f(str, "mlp", nullable=False, doc="model type: linear, logistic, perceptron, mlp, cnn, rnn or a registered name"),
+}
+
+
+def _model_kinds():
+    from .models import registered_params  # imported lazily: the registry may import torch
+
+    return registered_params()
+
+
+MODEL = Section(MODEL_COMMON, by_kind=_model_kinds)
+
+# danlu/training/_factory.py
+LOSS = Section({
+    "kind": _f(str, "auto", choices=("auto", "mse", "mae", "huber", "cross_entropy", "bce", "exponential", "hinge"),
+               nullable=False, doc="auto: cross_entropy for classification, mse for regression"),
+    "label_smoothing": _f(NUM, 0.0, min=0, max=0.99),
+    "delta": _f(NUM, 1.0, min=0, min_exclusive=True, doc="Huber threshold"),
+})
+
+OPTIMIZER = Section({
+    "kind": _f(str, "adam", choices=("sgd", "adagrad", "rmsprop", "adam", "adamw"), nullable=False),
+    "lr": _f(NUM, 1e-3, min=0, min_exclusive=True, nullable=False, doc="learning rate"),
+    "momentum": _f(NUM, 0.0, min=0, max=1),
+    "nesterov": _f(bool, False),
+    "weight_decay": _f(NUM, 0.0, min=0),
+    "betas": _f(list, None, item=NUM),
+    "alpha": _f(NUM, 0.99, min=0, max=1, doc="RMSProp smoothing constant"),
+    "eps": _f(NUM, None, min=0, min_exclusive=True),
+})
+
+SCHEDULE = Section({
+    "kind": _f(str, "constant", choices=("constant", "linear", "cosine", "exponential", "step", "multistep",
+                                         "onecycle", "plateau"), nullable=False),
+    "warmup_epochs": _f(NUM, 0, min=0, doc="linear warmup length in epochs (fractions allowed)"),
+    "warmup_steps": _f(int, 0, min=0, doc="linear warmup length in steps (added to warmup_epochs)"),
+    "gamma": _f(NUM, 0.1, min=0, max=1, min_exclusive=True, doc="decay factor (exponential: per epoch)"),
+    "step_size": _f(NUM, 10, min=0, min_exclusive=True, doc="epochs between decays (step)"),
+    "milestones": _f(list, None, item=NUM, doc="epochs at which to decay (multistep)"),
+    "min_lr": _f(NUM, 0.0, min=0, doc="floor of linear / cosine decay"),
+    "max_lr": _f(NUM, None, min=0, min_exclusive=True, doc="peak of one-cycle (default 10x lr)"),
+    "patience": _f(int, 3, min=0, doc="epochs without improvement before plateau decay"),
+    "factor": _f(NUM, 0.5, min=0, max=1, min_exclusive=True, doc="plateau decay factor"),
+})
+
+# danlu/training/_loop.py
+EARLY_STOPPING = Section({
+    "enabled": _f(bool, True),
+    "monitor": _f(str, "val_loss", doc="val_loss or val_<metric>"),
+    "mode": _f(str, "auto", choices=("auto", "min", "max"), nullable=False),
+    "patience": _f(int, 10, min=0),
+    "min_delta": _f(NUM, 0.0, min=0),
+    "restore_best": _f(bool, True),
+})
+
+TRAIN = Section({
+    "epochs": _f(int, 20, min=1, nullable=False),
+    "batch_size": _f(int, 64, min=1, nullable=False),
+    "grad_clip": _f(NUM, None, min=0, min_exclusive=True, doc="clip gradients to this norm (or value)"),
+    "grad_clip_mode": _f(str, "norm", choices=("norm", "value"), nullable=False),
+    "accumulate": _f(int, 1, min=1, doc="gradient accumulation: optimizer step every N batches"),
+    "early_stopping": EARLY_STOPPING,
+    "deterministic": _f(bool, True, doc="ask torch for deterministic kernels"),
+})
+
+CHECKPOINT = Section({
+    "every_epochs": _f(int, 1, min=0, doc="save every N epochs (0: never)"),
+    "every_steps": _f(int, 0, min=0, doc="also save every N optimizer steps (0: never)"),
+    "keep_last": _f(int, 2, min=1),
+    "keep_best": _f(bool, True),
+})
+
+OUTPUT = Section({
+    "runs_dir": _f(str, "runs", nullable=False),
+    "progress": _f(str, "auto", choices=("auto", "bar", "lines", "none"), nullable=False),
+})
+
+# danlu/diagnose
+DIVERGENCE = Section({
+    "enabled": _f(bool, True, nullable=False, doc="skip NaN/inf and spiking steps; roll back and lower lr if it recurs"),
+    "spike_factor": _f(NUM, 10.0, min=1, min_exclusive=True, nullable=False,
+                       doc="a batch loss above this times the recent median is a spike"),
+    "window": _f(int, 50, min=2, nullable=False, doc="steps in the running median and in the patience count"),
+    "patience": _f(int, 3, min=1, nullable=False, doc="bad steps within the window that trigger a rescue"),
+    "lr_factor": _f(NUM, 0.1, min=0, max=1, min_exclusive=True, nullable=False,
+                    doc="each rescue multiplies the learning rate by this"),
+    "max_rescues": _f(int, 3, min=0, nullable=False, doc="rescues before training stops (rescue_exhausted)"),
+    "snapshot_every": _f(int, 100, min=1, nullable=False,
+                         doc="good steps between in-memory snapshots a rescue rolls back to"),
+})
+
+GRADIENTS = Section({
+    "enabled": _f(bool, True, nullable=False, doc="sample per-layer gradient norms (grad_norms.jsonl)"),
+    "every": _f(int, 50, min=1, nullable=False, doc="optimizer steps between samples"),
+    "window": _f(int, 5, min=1, nullable=False, doc="consecutive samples before vanishing/exploding is reported"),
+    "vanish_ratio": _f(NUM, 1e-3, min=0, min_exclusive=True, nullable=False,
+                       doc="first layer's gradient norm below this times the last layer's: vanishing"),
+    "explode_norm": _f(NUM, 1e3, min=0, min_exclusive=True, nullable=False,
+                       doc="total gradient norm above this: exploding"),
+})
+
+FIT = Section({
+    "enabled": _f(bool, True, nullable=False, doc="report overfitting and underfitting"),
+    "patience": _f(int, 3, min=1, nullable=False,
+                   doc="epochs of rising validation loss (with falling training loss) that mean overfitting"),
+})
+
+CONVERGENCE = Section({
+    "enabled": _f(bool, True, nullable=False, doc="report convergence, plateaus and a learning rate off target"),
+    "tol": _f(NUM, 0.01, min=0, min_exclusive=True, nullable=False,
+              doc="relative change of the training loss over the window below which it has converged"),
+    "window": _f(int, 3, min=1, nullable=False, doc="epochs compared by the convergence checks"),
+})
+
+MONITORS = Section({
+    "divergence": DIVERGENCE,
+    "gradients": GRADIENTS,
+    "fit": FIT,
+    "convergence": CONVERGENCE,
+}, doc="training monitors: watch, diagnose and rescue (danlu diagnose RUN reads what they saw)")
+
+RECIPE = Section({
+    "name": _f(str, None, doc="run name; default: the recipe file's stem"),
+    "seed": _f(int, 0, min=0, nullable=False, doc="one seed fixes splits, initial weights and batch order"),
+    "device": _f(str, "auto", choices=("auto", "cpu", "cuda"), nullable=False),
+    "data": DATA,
+    "model": MODEL,
+    "loss": LOSS,
+    "optimizer": OPTIMIZER,
+    "schedule": SCHEDULE,
+    "train": TRAIN,
+    "checkpoint": CHECKPOINT,
+    "output": OUTPUT,
+    "monitors": MONITORS,
+})
+
+
+# ---------------------------------------------------------------------------------------------
+# Validation
+# ---------------------------------------------------------------------------------------------
+
+def _type_name(t) -> str:
+    if isinstance(t, tuple):
+        return " or ".join(_type_name(x) for x in t)
+    return {int: "an integer", float: "a number", str: "a string", bool: "true/false",
+            list: "a list", dict: "a mapping"}.get(t, t.__name__)
+
+
+def _is_type(value, t) -> bool:
+    types = t if isinstance(t, tuple) else (t,)
+    if isinstance(value, bool):
+        return bool in types
+    if float in types and isinstance(value, int):
+        return True
+    return isinstance(value, types)
+
+
+def _check_field(field: Field, value, where: str):
+    if value is None:
+        if field.nullable:
+            return None
+        raise RecipeError(f"{where} must be {_type_name(field.type)}, got null")
+    if isinstance(value, tuple):
+        value = list(value)
+    if not _is_type(value, field.type):
+        raise RecipeError(f"{where} must be {_type_name(field.type)}, got {value!r}")
+    if field.choices is not None and value not in field.choices:
+        opts = ", ".join(str(c) for c in field.choices)
+        raise RecipeError(f"{where} must be one of {opts}; got {value!r}{did_you_mean(value, field.choices)}")
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if field.min is not None and (value < field.min or (field.min_exclusive and value == field.min)):
+            op = ">" if field.min_exclusive else ">="
+            raise RecipeError(f"{where} must be {op} {field.min:g}, got {value!r}")
+        if field.max is not None and value > field.max:
+            raise RecipeError(f"{where} must be <= {field.max:g}, got {value!r}")
+    if isinstance(value, list) and field.item is not None:
+        for i, v in enumerate(value):
+            if not _is_type(v, field.item):
+                raise RecipeError(f"{where}[{i}] must be {_type_name(field.item)}, got {v!r}")
+    if isinstance(value, float) and field.type is int:
+        raise RecipeError(f"{where} must be an integer, got {value!r}")
+    return value
+
+
+def _check_section(section: Section, data, where: str, source: str) -> dict:
+    prefix = f"{where}." if where else ""
+    if data is None:
+        data = {}
+    if not isinstance(data, Mapping):
+        raise RecipeError(f"{source}: {where or 'the recipe'} must be a mapping of keys, got {data!r}")
+    fields = dict(section.fields)
+    if section.by_kind is not None:
+        kinds = section.by_kind()
+        kind = data.get("kind", fields["kind"].default)
+        if kind not in kinds:
+            raise RecipeError(f"{source}: {prefix}kind must be one of {', '.join(sorted(kinds))}; "
+                              f"got {kind!r}{did_you_mean(kind, kinds)}")
+        extra = kinds[kind]
+        if extra is None:  # a registered model that takes any keys
+            return {k: copy.deepcopy(v) for k, v in data.items()} | {"kind": kind}
+        fields.update(extra)
+    out = {}
+    for key in data:
+        if key not in fields:
+            raise RecipeError(f"{source}: unknown key {prefix}{key}{did_you_mean(key, fields)}; "
+                              f"allowed: {', '.join(sorted(fields))}")
+    for key, spec in fields.items():
+        path = f"{prefix}{key}"
+        if isinstance(spec, Section):
+            out[key] = _check_section(spec, data.get(key), path, source)
+        elif key in data:
+            try:
+                out[key] = _check_field(spec, data[key], path)
+            except RecipeError as err:
+                raise RecipeError(f"{source}: {err}") from None
+        elif spec.required:
+            raise RecipeError(f"{source}: {path} is required")
+        else:
+            out[key] = copy.deepcopy(spec.default)
+    return out
+
+
+class Node(dict):
+    """A validated recipe section: a dict whose keys read as attributes (``r.optimizer.lr``)."""
+
+    def __getattr__(self, key):
+        try:
+            return self[key]
+        except KeyError:
+            raise AttributeError(key) from None
+
+    def __setattr__(self, key, value):
+        raise AttributeError("a recipe is read-only once validated; use Recipe.with_overrides")
+
+
+def _freeze(d):
+    if isinstance(d, dict):
+        return Node({k: _freeze(v) for k, v in d.items()})
+    return d
+
+
+def _thaw(d):
+    if isinstance(d, dict):
+        return {k: _thaw(v) for k, v in d.items()}
+    if isinstance(d, list):
+        return [_thaw(v) for v in d]
+    return d
+
+
+class Recipe(Node):
+    """A validated recipe. Build with ``Recipe.from_yaml(path)`` or ``Recipe.from_dict({...})``."""
+
+    source: str
+
+    @classmethod
+    def from_dict(cls, data: Mapping | None = None, source: str = "recipe", **kwargs) -> "Recipe":
+        data = _thaw(dict(data or {})) | kwargs
+        checked = _check_section(RECIPE, data, "", source)
+        recipe = cls(_freeze(checked))
+        dict.__setattr__(recipe, "source", source)
+        recipe._check_cross(source)
+        return recipe
+
+    @classmethod
+    def from_yaml(cls, path: str | Path, overrides: list[str] | None = None) -> "Recipe":
+        path = Path(path)
+        if not path.is_file():
+            raise RecipeError(f"{path}: recipe file not found; give the path of a .yaml recipe "
+                              f"(examples are in recipes/)")
+        data = load_yaml(path)
+        if data is None:
+            data = {}
+        if not isinstance(data, dict):
+            raise RecipeError(f"{path}: a recipe must be a mapping of keys at the top level")
+        data = apply_overrides(data, overrides or [], str(path))
+        data.setdefault("name", path.stem)
+        _resolve_data_path(data, path.parent)
+        return cls.from_dict(data, source=str(path))
+
+    def with_overrides(self, overrides: list[str] | Mapping[str, Any]) -> "Recipe":
+        data = self.to_dict()
+        if isinstance(overrides, Mapping):
+            overrides = [f"{k}={json.dumps(v)}" for k, v in overrides.items()]
+        return Recipe.from_dict(apply_overrides(data, list(overrides), self.source), source=self.source)
+
+    def to_dict(self) -> dict:
+        return _thaw(self)
+
+    def to_yaml(self) -> str:
+        import yaml
+
+        return yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True)
+
+    def _check_cross(self, source: str):
+        split = self["data"]["split"]
+        if split["validation"] + split["test"] >= 0.95:
+            raise RecipeError(f"{source}: data.split.validation + data.split.test must leave rows to train on, "
+                              f"got {split['validation']} + {split['test']}")
+        if self["data"]["source"] in ("csv", "npy", "images") and not self["data"]["path"]:
+            raise RecipeError(f"{source}: data.path is required when data.source is {self['data']['source']}")
+        if self["data"]["source"] in ("sklearn", "sequence") and not self["data"]["name"]:
+            raise RecipeError(f"{source}: data.name is required when data.source is {self['data']['source']} "
+                              f"(e.g. digits)")
+        sched = self["schedule"]
+        if sched["kind"] == "multistep" and not sched["milestones"]:
+            raise RecipeError(f"{source}: schedule.milestones is required for schedule.kind multistep, e.g. [10, 20]")
+        betas = self["optimizer"]["betas"]
+        if betas is not None and (len(betas) != 2 or not all(0 <= b < 1 for b in betas)):
+            raise RecipeError(f"{source}: optimizer.betas must be two numbers in [0, 1), got {betas}")
+
+
+def _resolve_data_path(data: dict, recipe_dir: Path) -> None:
+    """A relative data.path means the working directory's file if there is one, else the one beside
+    the recipe; the resolved recipe stores it absolute so that a run resumes from anywhere."""
+    section = data.get("data")
+    if not isinstance(section, dict) or not isinstance(section.get("path"), str):
+        return
+    p = Path(section["path"]).expanduser()
+    if not p.is_absolute():
+        p = p if p.exists() or not (recipe_dir / p).exists() else recipe_dir / p
+    section["path"] = str(p.resolve())
+
+
+def load_yaml(path: Path):
+    import yaml
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise RecipeError(f"{path}: not UTF-8 text; save the recipe as UTF-8") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(err, "problem", None) or "invalid YAML"
+        raise RecipeError(f"{path}:{where}: {problem}; fix the YAML syntax") from None
+
+
+def parse_value(text: str):
+    """Parse a ``--set`` value as YAML (so ``0.01``, ``true``, ``[64, 32]`` have their types)."""
+    import yaml
+
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def apply_overrides(data: dict, overrides: list[str], source: str) -> dict:
+    """Apply ``key.path=value`` strings to a nested dict (a copy is returned)."""
+    data = copy.deepcopy(data)
+    for item in overrides:
+        if "=" not in item:
+            raise RecipeError(f"--set {item!r}: expected KEY=VALUE, e.g. --set optimizer.lr=0.01")
+        key, text = item.split("=", 1)
+        parts = [p for p in key.strip().split(".") if p]
+        if not parts:
+            raise RecipeError(f"--set {item!r}: empty key; expected KEY=VALUE, e.g. --set optimizer.lr=0.01")
+        node = data
+        for p in parts[:-1]:
+            nxt = node.get(p)
+            if nxt is None:
+                nxt = node[p] = {}
+            if not isinstance(nxt, dict):
+                raise RecipeError(f"--set {item!r}: {p} is not a section")
+            node = nxt
+        node[parts[-1]] = parse_value(text)
+    return data
+
+
+def describe(section: Section = RECIPE, prefix: str = "") -> list[tuple[str, str, str]]:
+    """(key path, default, doc) for every leaf key — used by ``danlu keys`` and the glossary."""
+    rows = []
+    for key, spec in section.fields.items():
+        path = f"{prefix}{key}"
+        if isinstance(spec, Section):
+            rows.extend(describe(spec, path + "."))
+        else:
+            rows.append((path, json.dumps(spec.default), spec.doc))
+    return rows
+
+
+def check_section(section: Section, data, where: str, source: str) -> Node:
+    """Validate one section on its own (e.g. a data block given as a plain dict)."""
+    return _freeze(_check_section(section, data, where, source))

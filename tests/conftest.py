@@ -1,0 +1,22 @@
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def run_cli():
+    """Run `python -m danlu ...` in a fresh process; returns CompletedProcess."""
+    import subprocess
+
+    def run(*args, env=None, cwd=None, timeout=300):
+        full_env = dict(os.environ)
+        full_env.pop("DANLU_KILL_AT", None)
+        full_env.update(env or {})
+        return subprocess.run([sys.executable, "-m", "danlu", *map(str, args)], capture_output=True, text=True,
+                              env=full_env, cwd=cwd or ROOT, timeout=timeout)
+
+    return run
