@@ -75,10 +75,14 @@ def new_run_dir(recipe: Recipe, run_dir: str | Path | None, overwrite: bool) -> 
     return path
 
 
-def _prepare_data(recipe: Recipe):
+def _prepare_data(recipe: Recipe, run_dir: Path | None = None, rows: dict | None = None):
+    """The recipe's data, split by its seed — or by the row indices a run was trained on
+    (``rows.json`` in the run directory, written for cross-validation folds)."""
     from .data import prepare
 
-    return prepare(recipe.data, recipe.seed, recipe.source)
+    if rows is None and run_dir is not None and (Path(run_dir) / "rows.json").is_file():
+        rows = json.loads((Path(run_dir) / "rows.json").read_text(encoding="utf-8"))
+    return prepare(recipe.data, recipe.seed, recipe.source, rows=rows)
 
 
 @dataclass
@@ -100,7 +104,7 @@ def build_session(recipe: Recipe, run_dir: Path | None, prepared, progress: str 
     info = prepared.info
     loss_kind = resolve_loss_kind(recipe.loss, info)
     seed_everything(recipe.seed, recipe.train.deterministic)
-    model = build_model(recipe.model, info, output_dim(loss_kind, info))
+    model = _transform_model(recipe, build_model(recipe.model, info, output_dim(loss_kind, info)), info)
     loss_fn = build_loss(recipe.loss, info)
     if info.task == "regression" and recipe.data.scale_target:
         model = TargetScaled(model, *target_stats(prepared.splits["train"][1]))
@@ -140,6 +144,16 @@ def build_session(recipe: Recipe, run_dir: Path | None, prepared, progress: str 
         if isinstance(cb, Checkpointer):
             cb.collect = lambda: (ck_model_state(state), collect_state(state, cbs))
     return Session(state, cbs, shown)
+
+
+def _transform_model(recipe: Recipe, model, info):
+    """Training-time model transforms a recipe declares (quantization-aware training, adapters)."""
+    quant = recipe.get("quant")
+    if quant and quant.get("enabled"):
+        from .compress import prepare_qat
+
+        model = prepare_qat(model, quant, info)
+    return model
 
 
 def _known_monitors(info) -> set:
@@ -244,15 +258,25 @@ class Run:
 # ---------------------------------------------------------------------------------------------
 
 def train(recipe: Recipe | dict, run_dir: str | Path | None = None, *, overwrite: bool = False,
-          progress: str | None = None, callbacks=()) -> Run:
-    """Train a recipe into a new run directory and return the finished :class:`Run`."""
+          progress: str | None = None, callbacks=(), rows: dict | None = None, prepare_session=None) -> Run:
+    """Train a recipe into a new run directory and return the finished :class:`Run`.
+
+    ``rows`` (split name -> row indices, see ``danlu.data.labelled_rows``) replaces the recipe's
+    seeded split; it is saved as ``rows.json`` so that resume, eval and predict see the same split.
+    ``prepare_session(session)`` may adjust the built session before training (distillation sets
+    ``session.state.step_loss``).
+    """
     if not isinstance(recipe, Recipe):
         recipe = Recipe.from_dict(recipe)
-    prepared = _prepare_data(recipe)          # bad data fails before anything is written
+    prepared = _prepare_data(recipe, rows=rows)   # bad data fails before anything is written
     path = new_run_dir(recipe, run_dir, overwrite)
+    if rows is not None:
+        ck.atomic_write_text(path / "rows.json", json.dumps({k: [int(i) for i in v] for k, v in rows.items()}))
     ck.atomic_write_text(path / "recipe.yaml", recipe.to_yaml())
     prepared.pipeline.save(path)
     session = build_session(recipe, path, prepared, progress, callbacks)
+    if prepare_session is not None:
+        prepare_session(session)
     fit(session.state, session.callbacks)
     summary = finish(session.state, path)
     return Run(path, summary)
@@ -282,7 +306,7 @@ def resume(run_dir: str | Path, checkpoint: str | None = None, *, progress: str 
     else:
         found = ck.list_checkpoints(root)
         chosen = found[-1] if found else None
-    prepared = _prepare_data(recipe)
+    prepared = _prepare_data(recipe, run_dir)
     if not (run_dir / "pipeline.json").is_file():
         prepared.pipeline.save(run_dir)
     session = build_session(recipe, run_dir, prepared, progress, callbacks)
@@ -315,7 +339,7 @@ def load_model(run_dir: str | Path, device="cpu"):
     meta = json.loads((run_dir / "model.json").read_text(encoding="utf-8"))
     pipeline = Pipeline.load(run_dir)
     info = pipeline.info
-    model = build_model(recipe.model, info, output_dim(meta["loss_kind"], info))
+    model = _transform_model(recipe, build_model(recipe.model, info, output_dim(meta["loss_kind"], info)), info)
     if meta.get("target_scaled"):
         model = TargetScaled(model, [0.0] * info.n_targets, [1.0] * info.n_targets)  # buffers come from the file
     model.load_state_dict(ck.load_weights(run_dir / "model.safetensors", device="cpu"))
@@ -330,7 +354,7 @@ def evaluate(run_dir: str | Path, split: str = "test") -> dict:
     if split not in ("train", "validation", "test", "all"):
         raise UserError(f"--split must be train, validation, test or all; got {split!r}")
     model, _pipeline, meta, recipe = load_model(run_dir)
-    prepared = _prepare_data(recipe)
+    prepared = _prepare_data(recipe, run_dir)
     loss_fn = build_loss(recipe.loss, prepared.info)
     if isinstance(model, TargetScaled):
         loss_fn = scaled_loss(loss_fn, model)

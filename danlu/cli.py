@@ -68,7 +68,34 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("keys", help="list every recipe key with its default")
     _add_common(p)
+
+    for name, module in _command_modules().items():
+        p = sub.add_parser(name, help=module.HELP, description=module.HELP)
+        module.add_arguments(p)
+        _add_common(p)
     return parser
+
+
+# Commands of the later packages live in danlu/commands/<name>.py: each module is torch-free at
+# import time and defines HELP, add_arguments(parser) and run(args) -> int. The command name is
+# the module name with "_" read as "-".
+COMMAND_MODULES = ("cv", "compare", "runs", "report", "lr_find", "tune", "quantize", "distill", "ensemble",
+                   "finetune", "embed", "generate", "latent", "serve", "export")
+
+
+def _command_modules() -> dict:
+    import importlib
+
+    found = {}
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(f"danlu.commands.{name}")
+        except ModuleNotFoundError as err:
+            if err.name not in (f"danlu.commands.{name}", "danlu.commands"):
+                raise
+            continue
+        found[name.replace("_", "-")] = module
+    return found
 
 
 # ---------------------------------------------------------------------------------------------
@@ -160,8 +187,11 @@ def main(argv=None) -> int:
     if not args.command:
         parser.print_help()
         return 0
+    handler = COMMANDS.get(args.command)
+    if handler is None:
+        handler = _command_modules()[args.command].run
     try:
-        return COMMANDS[args.command](args)
+        return handler(args)
     except KeyboardInterrupt:
         print("\ndanlu: interrupted; continue with `danlu resume RUN_DIR`", file=sys.stderr)
         return 130

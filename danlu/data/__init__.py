@@ -5,6 +5,6 @@ saved pipeline that re-applies them at predict time, augmentation and batching.
 from ._batches import iterate_batches
 from ._info import DataInfo, InputRows
 from ._pipeline import Pipeline
-from ._prepare import Prepared, prepare
+from ._prepare import Prepared, labelled_rows, prepare
 
 __all__ = ["prepare", "Prepared", "DataInfo", "InputRows", "Pipeline", "iterate_batches"]

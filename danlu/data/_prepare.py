@@ -31,14 +31,10 @@ class Prepared:
     pipeline: Pipeline
 
 
-def prepare(data_cfg, seed: int, source_name: str = "recipe") -> Prepared:
-    """Load, check, split and transform the data a recipe's ``data`` section describes."""
-    cfg = _config(data_cfg, source_name)
+def _checked_rows(cfg, seed: int, source_name: str):
+    """Load and check every labelled row: (loaded, table, codec, y)."""
     loaded = load(cfg, seed, source_name)
-    shape, kind = _sample_shape(loaded, cfg["shape"], source_name)
-    _check_augment(cfg["augment"], kind, source_name)
     label = loaded.reader.get("label") or "label"
-
     table = loaded.table
     if len(table) == 0:
         raise DataError(f"{table.where}: no rows; the data set is empty")
@@ -46,11 +42,35 @@ def prepare(data_cfg, seed: int, source_name: str = "recipe") -> Prepared:
     table = _missing_labels(table, cfg["impute"], label)
     table = _missing_features(table, cfg["impute"])
     codec = LabelCodec.fit(table.labels, cfg["task"], table.where, label, loaded.class_names)
-    y = codec.encode(table.labels)
+    return loaded, table, codec, codec.encode(table.labels)
 
-    split = cfg["split"]
-    strata = y if codec.task == "classification" and split["stratify"] else None
-    rows = split_rows(len(table), split["validation"], split["test"], seed, strata, codec.classes, table.where)
+
+def labelled_rows(data_cfg, seed: int, source_name: str = "recipe") -> tuple[np.ndarray, str]:
+    """Label codes of every usable row, in the order ``prepare(..., rows=...)`` indexes them, and the
+    task — what cross-validation needs to assign folds."""
+    _, _, codec, y = _checked_rows(_config(data_cfg, source_name), seed, source_name)
+    return y, codec.task
+
+
+def prepare(data_cfg, seed: int, source_name: str = "recipe", rows: dict | None = None) -> Prepared:
+    """Load, check, split and transform the data a recipe's ``data`` section describes.
+
+    ``rows`` (name -> row indices into :func:`labelled_rows`) replaces the recipe's seeded split,
+    e.g. for the folds of cross-validation; transforms are still fitted on ``rows["train"]`` only.
+    """
+    cfg = _config(data_cfg, source_name)
+    loaded, table, codec, y = _checked_rows(cfg, seed, source_name)
+    shape, kind = _sample_shape(loaded, cfg["shape"], source_name)
+    _check_augment(cfg["augment"], kind, source_name)
+
+    if rows is None:
+        split = cfg["split"]
+        strata = y if codec.task == "classification" and split["stratify"] else None
+        rows = split_rows(len(table), split["validation"], split["test"], seed, strata, codec.classes, table.where)
+    else:
+        rows = {name: np.asarray(idx, dtype=np.int64) for name, idx in rows.items() if len(idx)}
+        if "train" not in rows:
+            raise DataError(f"{table.where}: no training rows were given")
 
     # fitted on the training rows only: categories, fill values and scaling statistics
     encoder = FeatureEncoder.fit(table.take(rows["train"]), cfg["impute"])

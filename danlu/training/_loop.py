@@ -63,7 +63,7 @@ def train_one_epoch(state: State, cbs: CallbackList) -> None:
         xb, yb = X[idx], y[idx]
         if augment:
             xb = state.pipeline.augment(xb)
-        loss = state.loss_fn(model(xb), yb)
+        loss = state.step_loss(xb, yb) if state.step_loss is not None else state.loss_fn(model(xb), yb)
         (loss / accumulate if accumulate > 1 else loss).backward()
         state.batch = i + 1
         state.batch_loss = loss.detach()

@@ -44,6 +44,8 @@ class State:
     pipeline: Any = None
     run_dir: Path | None = None
     splits: dict = field(default_factory=dict)
+    step_loss: Any = None          # (xb, yb) -> loss tensor; None: loss_fn(model(xb), yb). Distillation
+                                   # replaces it (its loss needs the teacher's outputs on the same batch).
 
     # position
     epoch: int = 0                 # epochs completed
