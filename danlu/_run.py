@@ -24,6 +24,7 @@ from .training._loop import batch_count, evaluate_outputs, fit, model_outputs
 from .training._progress import Progress
 from .training._state import CallbackList, State
 from .training._target import TargetScaled, scaled_loss, target_stats
+from . import classical  # classical models; importing it registers decision_tree ... kmeans as model kinds
 
 RUN_FILES = ("recipe.yaml", "pipeline.json", "pipeline.safetensors", "model.json", "model.safetensors",
              "summary.json", "metrics.jsonl", "events.jsonl")
@@ -223,6 +224,8 @@ def evaluate_splits(state: State, names=("train", "validation", "test")) -> dict
 
 def finish(state: State, run_dir: Path | None) -> dict:
     summary = evaluate_splits(state)
+    if "test" in state.splits:
+        summary["baseline"] = test_baseline(state)
     summary["run"] = {"epochs": state.epoch, "steps": state.step, "stop_reason": state.stop_reason,
                       "restored_best_epoch": state.extra.get("restored_epoch"),
                       "parameters": sum(p.numel() for p in state.model.parameters()),
@@ -233,7 +236,29 @@ def finish(state: State, run_dir: Path | None) -> dict:
                 "target_scaled": isinstance(state.model, TargetScaled)}
         ck.atomic_write_text(run_dir / "model.json", json.dumps(meta, indent=1))
         ck.atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=1))
+        _index(run_dir)
     return summary
+
+
+def test_baseline(state: State) -> dict:
+    """The trivial predictor beside the model on the test split, with a significance test."""
+    from .evaluate import compare_to_baseline
+    from .training._factory import scores_to_proba
+
+    X, y = state.splits["test"]
+    scores = scores_to_proba(model_outputs(state.model, X), state.loss_kind, state.info)
+    return compare_to_baseline(state.info.task, state.splits["train"][1].cpu().numpy(), y.cpu().numpy(),
+                               scores.float().cpu().numpy(), state.info.n_classes, state.recipe.seed, n_boot=1000)
+
+
+def _index(run_dir: Path) -> None:
+    """The runs index is a cache of the run folders: failing to update it never fails a run."""
+    try:
+        from ._index import index_run
+
+        index_run(run_dir)
+    except Exception as err:  # noqa: BLE001 — any failure here only costs the cache
+        print(f"danlu: warning: runs index not updated ({err})", file=sys.stderr)
 
 
 class Run:
@@ -269,11 +294,14 @@ def train(recipe: Recipe | dict, run_dir: str | Path | None = None, *, overwrite
     if not isinstance(recipe, Recipe):
         recipe = Recipe.from_dict(recipe)
     prepared = _prepare_data(recipe, rows=rows)   # bad data fails before anything is written
+    classical_plan = classical.plan(recipe, prepared)   # classical models: checked before anything is written
     path = new_run_dir(recipe, run_dir, overwrite)
     if rows is not None:
         ck.atomic_write_text(path / "rows.json", json.dumps({k: [int(i) for i in v] for k, v in rows.items()}))
     ck.atomic_write_text(path / "recipe.yaml", recipe.to_yaml())
     prepared.pipeline.save(path)
+    if classical_plan is not None:   # classical models: fitted once on the training rows, no loop
+        return Run(path, classical_plan.fit_run(prepared, path, progress))
     session = build_session(recipe, path, prepared, progress, callbacks)
     if prepare_session is not None:
         prepare_session(session)
@@ -332,6 +360,8 @@ def load_model(run_dir: str | Path, device="cpu"):
 
     run_dir = Path(run_dir)
     recipe = read_run_recipe(run_dir)
+    if classical.is_classical(recipe.model.kind):   # classical models: a fitted estimator as a module
+        return _load_classical(run_dir, recipe, device)
     for name in ("model.safetensors", "model.json", "pipeline.json"):
         if not (run_dir / name).is_file():
             raise UserError(f"{run_dir}: {name} is missing — the run has not finished; "
@@ -345,6 +375,20 @@ def load_model(run_dir: str | Path, device="cpu"):
     model.load_state_dict(ck.load_weights(run_dir / "model.safetensors", device="cpu"))
     model.to(device).eval()
     return model, pipeline, meta, recipe
+
+
+def _load_classical(run_dir: Path, recipe: Recipe, device):
+    """Classical models (danlu.classical): model.skops read against its trust list, as a module."""
+    from .data import Pipeline
+
+    for name in ("model.skops", "model.json", "pipeline.json"):
+        if not (run_dir / name).is_file():
+            raise UserError(f"{run_dir}: {name} is missing — the model was not fitted; fit it again with "
+                            f"`danlu train {run_dir / 'recipe.yaml'}`")
+    meta = json.loads((run_dir / "model.json").read_text(encoding="utf-8"))
+    pipeline = Pipeline.load(run_dir)
+    model = classical.load_module(run_dir, meta, pipeline.info)
+    return model.to(device).eval(), pipeline, meta, recipe
 
 
 def evaluate(run_dir: str | Path, split: str = "test") -> dict:
@@ -364,6 +408,9 @@ def evaluate(run_dir: str | Path, split: str = "test") -> dict:
         if name not in prepared.splits:
             raise UserError(f"{run_dir}: the recipe has no {name} split (data.split.{name} is 0)")
         X, y = prepared.splits[name]
+        if meta.get("classical"):   # classical models: the same figures as at fit time
+            out[name] = classical.split_figures(model, X, y, prepared.info, recipe.seed)
+            continue
         out[name] = evaluate_outputs(model_outputs(model, X), y, loss_fn, meta["loss_kind"], prepared.info)
     return out
 
@@ -377,12 +424,18 @@ def predict(run_dir: str | Path, input_path: str | Path, output: str | Path | No
     if output is not None and str(output) != "-" and Path(output).exists() and not overwrite:
         raise UserError(f"{output}: already exists; choose another -o path or pass --overwrite")
     model, pipeline, meta, _recipe = load_model(run_dir)
-    X, ids = pipeline.load_input(str(input_path))
+    X, given = pipeline.load_input(str(input_path))
+    if meta.get("unsupervised"):   # classical models: k-means answers the cluster id of each row
+        rows = [{given.id_name: given.ids[i], "prediction": int(c)}
+                for i, c in enumerate(classical.cluster_ids(model, X))]
+        if output is not None:
+            write_csv(rows, Path(output))
+        return rows
     scores = scores_to_proba(model_outputs(model, X), meta["loss_kind"], pipeline.info).cpu().numpy()
     info = pipeline.info
     rows = []
     for i in range(len(scores)):
-        row = {"id": ids[i] if ids is not None else i}
+        row = {given.id_name: given.ids[i]}
         if info.task == "classification":
             row["prediction"] = pipeline.decode([int(scores[i].argmax())])[0]
             for c, label in enumerate(info.classes):

@@ -46,6 +46,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir")
     p.add_argument("--split", default="test", help="train, validation, test or all (default: test)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument("--baseline", action="store_true",
+                   help="show the trivial baselines beside the model, with a significance test (基线)")
     _add_common(p)
 
     p = sub.add_parser("predict", help="predict new rows with a finished run (推理)")
@@ -106,7 +108,12 @@ def _print_summary(summary: dict, run_dir) -> None:
     from .evaluate import format_table
 
     table = {k: v for k, v in summary.items() if k in ("train", "validation", "test")}
+    base = summary.get("baseline")
+    if base:
+        table[f"test baseline ({base['against']})"] = base["baseline"][base["against"]]
     print(format_table(table))
+    if base:
+        print(f"against the baseline: {base['significance']['verdict']}")
     print(f"run directory: {run_dir}")
 
 
@@ -130,8 +137,22 @@ def cmd_resume(args) -> int:
 
 def cmd_eval(args) -> int:
     from . import _run
+    from .errors import UserError
     from .evaluate import format_table
 
+    if args.baseline:
+        from .evaluate import evaluate_with_baseline
+
+        if args.split == "all":
+            raise UserError("--baseline takes one split: --split train, validation or test")
+        got = evaluate_with_baseline(args.run_dir, args.split)
+        if args.json:
+            print(json.dumps(got, indent=1, default=float))
+        else:
+            print(format_table({args.split: got["model"],
+                                **{f"{name} baseline": v for name, v in got["baseline"].items()}}))
+            print(f"against the baseline: {got['significance']['verdict']}")
+        return 0
     figures = _run.evaluate(args.run_dir, args.split)
     print(json.dumps(figures, indent=1) if args.json else format_table(figures))
     return 0

@@ -1,0 +1,86 @@
+"""What a run directory holds, read once and tolerantly.
+
+A report is also wanted for runs that were killed or are still going, so a missing file is
+an empty value here, not an error, and a JSON line cut by a kill is skipped. Only a folder that
+is not a run at all (no recipe.yaml) is refused.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import UserError
+
+
+@dataclass
+class RunFiles:
+    path: Path
+    recipe_text: str
+    recipe: object                      # danlu.recipe.Recipe
+    summary: dict = field(default_factory=dict)
+    history: list = field(default_factory=list)       # metrics.jsonl, one dict per epoch
+    events: list = field(default_factory=list)        # events.jsonl
+    grad_norms: list = field(default_factory=list)    # grad_norms.jsonl (gradient monitor)
+
+    @property
+    def finished(self) -> bool:
+        return bool(self.summary) and (self.path / "model.safetensors").is_file()
+
+    @property
+    def name(self) -> str:
+        return self.recipe.name or self.path.name
+
+
+def read_run(run_dir: str | Path) -> RunFiles:
+    path = Path(run_dir)
+    if not path.is_dir():
+        raise UserError(f"{path}: no such run directory; give the folder that `danlu train` created, "
+                        f"e.g. runs/<name>")
+    from .._run import read_run_recipe  # torch: only once there is a run to read
+
+    recipe = read_run_recipe(path)
+    return RunFiles(
+        path=path,
+        recipe_text=(path / "recipe.yaml").read_text(encoding="utf-8"),
+        recipe=recipe,
+        summary=_read_json(path / "summary.json"),
+        history=read_jsonl(path / "metrics.jsonl"),
+        events=read_jsonl(path / "events.jsonl"),
+        grad_norms=read_jsonl(path / "grad_norms.jsonl"),
+    )
+
+
+def _read_json(path: Path) -> dict:
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError:
+        return {}  # a summary cut by a kill: treat the run as unfinished
+    return data if isinstance(data, dict) else {}
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    """The JSON objects of a .jsonl file; lines that do not parse (cut by a kill) are skipped."""
+    if not path.is_file():
+        return []
+    rows = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            row = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(row, dict):
+            rows.append(row)
+    return rows
+
+
+def number(value) -> float:
+    """A logged value as a float: the monitors write inf/NaN as strings; anything else is NaN."""
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        return math.nan
+    return x
