@@ -221,6 +221,56 @@ MONITORS = Section({
     "convergence": CONVERGENCE,
 }, doc="training monitors: watch, diagnose and rescue (danlu diagnose RUN reads what they saw)")
 
+# danlu/compress — quantization-aware training (QAT); `danlu quantize RUN` reads the same keys
+QUANT = Section({
+    "enabled": _f(bool, False, nullable=False,
+                  doc="quantization-aware training: train with fake-quantized weights and a straight-through "
+                      "estimator, so the model learns to live on the quantization grid"),
+    "bits": _f(int, 8, choices=(8, 4, 2), nullable=False, doc="bits per weight"),
+    "scheme": _f(str, "sym", choices=("sym", "asym"), nullable=False,
+                 doc="sym: range centred on zero; asym: [min, max] with a zero point"),
+    "granularity": _f(str, "channel", choices=("tensor", "channel", "group"), nullable=False,
+                      doc="one scale per tensor, per output channel, or per group of group_size inputs"),
+    "group_size": _f(int, 64, min=2, nullable=False, doc="consecutive input weights sharing a scale (group)"),
+    "method": _f(str, "uniform", choices=("uniform", "log", "lut"), nullable=False,
+                 doc="uniform levels, power-of-two levels (log), or a k-means codebook (lut)"),
+    "start_epoch": _f(int, 0, min=0, nullable=False,
+                      doc="epochs of plain float training before fake quantization starts"),
+    "export": _f(bool, True, nullable=False,
+                 doc="write the quantized model to RUN/quantized-qat/ when training ends"),
+}, doc="quantization-aware training (训练感知量化); danlu quantize RUN exports the result")
+
+# danlu/transfer — start from a pretrained backbone (`danlu finetune`)
+BASE = Section({
+    "kind": _f(str, None, choices=("minilm",),
+               doc="minilm: the packaged all-MiniLM-L6-v2 sentence encoder (text column -> embedding -> head); "
+                   "null: no pretrained backbone unless base.run is set"),
+    "run": _f(str, None, doc="an earlier danlu run directory whose weights start this one (new head if the "
+                             "number of outputs differs)"),
+    "mode": _f(str, "probe", choices=("probe", "full", "gradual"), nullable=False,
+               doc="probe: frozen backbone, train the head only; full: train everything; gradual: unfreeze "
+                   "one backbone block from the top every base.unfreeze_every epochs"),
+    "lr": _f(NUM, None, min=0, min_exclusive=True,
+             doc="learning rate of the backbone (optimizer.lr is the head's); null: optimizer.lr / 10"),
+    "unfreeze_every": _f(int, 1, min=1, nullable=False, doc="gradual mode: epochs between two unfreezings"),
+    "text": _f(str, "text", nullable=False, doc="minilm: the CSV column holding the text"),
+    "max_length": _f(int, 64, min=4, max=512, nullable=False, doc="minilm: tokens kept per text"),
+}, doc="pretrained backbone and fine-tuning mode (预训练, 微调)")
+
+# danlu/transfer — LoRA adapters, applied when the model is built (train only the adapters)
+LORA = Section({
+    "enabled": _f(bool, False, nullable=False,
+                  doc="freeze the model and train low-rank adapters (LoRA) on its linear layers"),
+    "rank": _f(int, 8, min=1, nullable=False, doc="rank r of each adapter update B @ A"),
+    "alpha": _f(NUM, 16, min=0, min_exclusive=True, nullable=False,
+                doc="the update is scaled by alpha / rank"),
+    "dropout": _f(NUM, 0.0, min=0, max=0.95, nullable=False, doc="dropout on the adapter input while training"),
+    "target_modules": _f(list, None, item=str,
+                         doc="module-name patterns of the linear layers to adapt (e.g. [body.*]); "
+                             "null: every linear layer except the head"),
+    "train_head": _f(bool, True, nullable=False, doc="keep the task head (last linear layer) fully trainable"),
+}, doc="LoRA (low-rank adaptation): fine-tune a small fraction of the weights")
+
 RECIPE = Section({
     "name": _f(str, None, doc="run name; default: the recipe file's stem"),
     "seed": _f(int, 0, min=0, nullable=False, doc="one seed fixes splits, initial weights and batch order"),
@@ -234,6 +284,9 @@ RECIPE = Section({
     "checkpoint": CHECKPOINT,
     "output": OUTPUT,
     "monitors": MONITORS,
+    "quant": QUANT,
+    "lora": LORA,
+    "base": BASE,
 })
 
 
@@ -380,10 +433,15 @@ class Recipe(Node):
         return cls.from_dict(data, source=str(path))
 
     def with_overrides(self, overrides: list[str] | Mapping[str, Any]) -> "Recipe":
+        """A new validated recipe with some keys changed: ``{"optimizer.lr": 0.01}`` (values kept
+        as they are) or ``["optimizer.lr=0.01"]`` (values read as YAML, as ``--set`` does)."""
         data = self.to_dict()
         if isinstance(overrides, Mapping):
-            overrides = [f"{k}={json.dumps(v)}" for k, v in overrides.items()]
-        return Recipe.from_dict(apply_overrides(data, list(overrides), self.source), source=self.source)
+            for key, value in overrides.items():
+                _set_path(data, key, copy.deepcopy(value), f"{key}={value!r}")
+        else:
+            data = apply_overrides(data, list(overrides), self.source)
+        return Recipe.from_dict(data, source=self.source)
 
     def to_dict(self) -> dict:
         return _thaw(self)
@@ -456,19 +514,23 @@ def apply_overrides(data: dict, overrides: list[str], source: str) -> dict:
         if "=" not in item:
             raise RecipeError(f"--set {item!r}: expected KEY=VALUE, e.g. --set optimizer.lr=0.01")
         key, text = item.split("=", 1)
-        parts = [p for p in key.strip().split(".") if p]
-        if not parts:
-            raise RecipeError(f"--set {item!r}: empty key; expected KEY=VALUE, e.g. --set optimizer.lr=0.01")
-        node = data
-        for p in parts[:-1]:
-            nxt = node.get(p)
-            if nxt is None:
-                nxt = node[p] = {}
-            if not isinstance(nxt, dict):
-                raise RecipeError(f"--set {item!r}: {p} is not a section")
-            node = nxt
-        node[parts[-1]] = parse_value(text)
+        _set_path(data, key, parse_value(text), item)
     return data
+
+
+def _set_path(data: dict, key: str, value, item: str) -> None:
+    parts = [p for p in key.strip().split(".") if p]
+    if not parts:
+        raise RecipeError(f"--set {item!r}: empty key; expected KEY=VALUE, e.g. --set optimizer.lr=0.01")
+    node = data
+    for p in parts[:-1]:
+        nxt = node.get(p)
+        if nxt is None:
+            nxt = node[p] = {}
+        if not isinstance(nxt, dict):
+            raise RecipeError(f"--set {item!r}: {p} is not a section")
+        node = nxt
+    node[parts[-1]] = value
 
 
 def describe(section: Section = RECIPE, prefix: str = "") -> list[tuple[str, str, str]]:

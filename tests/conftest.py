@@ -6,6 +6,11 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
+# Tiny models on 2 cores train several times faster on one thread than on two, and the tests'
+# subprocesses (danlu commands, torchrun workers) inherit this too.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("MKL_NUM_THREADS", "1")
+
 
 @pytest.fixture
 def run_cli():

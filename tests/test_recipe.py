@@ -89,3 +89,10 @@ def test_recipe_is_read_only():
 def test_describe_lists_leaf_keys():
     keys = {row[0] for row in describe()}
     assert {"optimizer.lr", "train.batch_size", "data.split.test", "schedule.gamma", "seed"} <= keys
+
+
+def test_with_overrides_keeps_python_values():
+    r = Recipe.from_dict(BASE).with_overrides({"optimizer.lr": 1e-07, "model.hidden": [8]})
+    assert r.optimizer.lr == 1e-07 and r.model.hidden == [8]
+    r2 = r.with_overrides(["optimizer.lr=0.5"])
+    assert r2.optimizer.lr == 0.5

@@ -1,0 +1,39 @@
+"""Watch, diagnose and rescue training (炸炉 and its cousins).
+
+Four monitors run as callbacks of the training loop, on by default (recipe section
+``monitors``), and record what they see in the run's events.jsonl:
+
+* :class:`DivergenceMonitor` — NaN/inf and loss spikes: skip the step; if it recurs, roll back
+  to the last good snapshot, lower the learning rate and go on (``rescue``), up to
+  ``max_rescues`` times (then ``rescue_exhausted`` stops the run);
+* :class:`GradientMonitor` — per-layer gradient norms (grad_norms.jsonl): vanishing, exploding;
+* :class:`FitMonitor` — overfitting during training, underfitting at the end;
+* :class:`ConvergenceMonitor` — converged, plateau, false convergence, learning rate too high
+  or too low.
+
+:func:`story` tells a finished (or stopped) run's story in English or Chinese
+(``danlu diagnose RUN --lang zh``).
+"""
+from ._story import story
+from ._text import DIAGNOSES
+
+# The monitors need torch; `danlu diagnose` (story) does not, so they load on first use.
+_LAZY = {
+    "ConvergenceMonitor": "_convergence",
+    "DivergenceMonitor": "_divergence",
+    "FitMonitor": "_fit",
+    "GradientMonitor": "_gradients",
+    "default_monitors": "_monitors",
+}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        from importlib import import_module
+
+        return getattr(import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = ["DIAGNOSES", "ConvergenceMonitor", "DivergenceMonitor", "FitMonitor", "GradientMonitor",
+           "default_monitors", "story"]

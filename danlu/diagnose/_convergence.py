@@ -1,0 +1,119 @@
+"""Convergence, read from the training loss of each epoch (``train_loss_running_mean``).
+
+* flat: the best loss of the last ``window`` epochs improved on the best before them by less
+  than ``tol`` (relative), and the last epochs stay near it. Flat far below the first epoch's
+  loss is ``converged``; flat while still high is a ``plateau``.
+* false convergence: after a flat stretch the loss fell clearly again (by ``5 * tol``, at
+  least 2 %): it had looked done, and was not.
+* learning rate too high: the loss keeps swinging up and down between epochs (most of the
+  epoch-to-epoch differences change sign), by more than ``10 * tol`` an epoch on average, with
+  less net progress than one such swing.
+* learning rate too low: from the first epoch on, the loss fell in nearly every epoch, but by
+  at most 2 % an epoch, without slowing down and without converging.
+
+The checks run in ``on_validation_end`` (not at epoch end) so that the epoch's checkpoint
+holds what they saw; each is reported once per run, except flat stretches, which are
+reported again after one has broken.
+"""
+from __future__ import annotations
+
+from ._common import finite, report
+
+_STUCK = 0.7      # flat at or above this fraction of the first epoch's loss: a plateau, not convergence
+_SLOW = 0.02      # largest relative improvement per epoch that still counts as slow
+_MONOTONE = 0.9   # share of epochs that must improve for a "steady" descent
+_SWING_SIGNS = 0.6  # share of sign changes among consecutive differences that means oscillation
+_SWING = 10       # mean swing per epoch, in units of tol, that is more than noise
+_SETTLED = 10     # a flat stretch keeps its mean within this many tol of the best loss
+
+
+class ConvergenceMonitor:
+    """Report convergence, plateaus, false convergence and a learning rate far off target."""
+
+    name = "monitor_convergence"
+
+    def __init__(self, tol: float = 0.01, window: int = 3, lang: str = "en"):
+        self.tol = tol
+        self.window = window
+        self.lang = lang
+        self.flat_epoch = None     # 1-based epoch at which the current flat stretch was reported
+        self.flat_loss = None
+        self.swing_reported = False
+        self.slow_reported = False
+
+    @property
+    def span(self) -> int:
+        """Epochs looked at by the learning-rate checks."""
+        return max(2 * self.window + 1, 5)
+
+    def on_validation_end(self, state) -> None:
+        losses = [h.get("train_loss_running_mean") for h in state.history]
+        losses.append(state.metrics.get("train_loss_running_mean"))
+        if not all(finite(x) for x in losses) or losses[0] <= 0:
+            return  # a blown-up epoch is the divergence monitor's business
+        self._check_flat(state, losses)
+        if not self.swing_reported:
+            self._check_swing(state, losses)
+        if not self.slow_reported and self.flat_loss is None:
+            self._check_slow(state, losses)
+
+    # -- checks ----------------------------------------------------------------------------------
+
+    def _check_flat(self, state, losses: list) -> None:
+        if self.flat_loss is not None:
+            if losses[-1] < self.flat_loss * (1 - max(5 * self.tol, 0.02)):
+                report(state, "false_convergence", self.lang, plateau_epoch=self.flat_epoch,
+                       loss_before=self.flat_loss, loss_after=losses[-1])
+                self.flat_epoch = self.flat_loss = None
+            return
+        if len(losses) <= self.window:
+            return
+        # Judged on the best loss, not the last: epoch losses of small data sets are noisy, and
+        # noise alone moves the last value by more than tol.
+        recent, earlier = losses[-self.window:], losses[:-self.window]
+        best_before, best_now = min(earlier), min(recent)
+        gain = (best_before - best_now) / best_before
+        settled = sum(recent) / len(recent) <= min(best_before, best_now) * (1 + _SETTLED * self.tol)
+        if gain >= self.tol or not settled:
+            return
+        best = min(best_before, best_now)
+        level = best / losses[0]
+        kind = "plateau" if level >= _STUCK else "converged"
+        report(state, kind, self.lang, change=max(gain, 0.0), loss=best, window=self.window, level=level)
+        self.flat_epoch, self.flat_loss = len(losses), best
+
+    def _check_swing(self, state, losses: list) -> None:
+        if len(losses) < self.span:
+            return
+        seg = losses[-self.span:]
+        diffs = [b - a for a, b in zip(seg, seg[1:])]
+        changes = sum(1 for a, b in zip(diffs, diffs[1:]) if a * b < 0)
+        swing = sum(abs(d) for d in diffs) / len(diffs) / (sum(seg) / len(seg))
+        net = abs(seg[-1] - seg[0]) / seg[0]
+        if changes >= _SWING_SIGNS * (len(diffs) - 1) and swing > _SWING * self.tol and net < swing:
+            self.swing_reported = True
+            report(state, "lr_too_high", self.lang, changes=changes, epochs=len(seg), swing=swing, net=net)
+
+    def _check_slow(self, state, losses: list) -> None:
+        if len(losses) < self.span:
+            return
+        gains = [(a - b) / a for a, b in zip(losses, losses[1:])]
+        steady = sum(g > 0 for g in gains) >= _MONOTONE * len(gains)
+        small = max(gains) <= _SLOW
+        half = len(gains) // 2
+        early, late = sum(gains[:half]) / half, sum(gains[half:]) / (len(gains) - half)
+        not_slowing = late >= 0.5 * early
+        per_epoch = sum(gains) / len(gains)
+        if steady and small and not_slowing and per_epoch > self.tol / self.window:
+            self.slow_reported = True
+            report(state, "lr_too_low", self.lang, per_epoch=per_epoch, epochs=len(losses))
+
+    # -- checkpoints -------------------------------------------------------------------------------
+
+    def state_dict(self) -> dict:
+        return {"flat_epoch": self.flat_epoch, "flat_loss": self.flat_loss, "swing_reported": self.swing_reported,
+                "slow_reported": self.slow_reported}
+
+    def load_state_dict(self, d: dict) -> None:
+        self.flat_epoch, self.flat_loss = d["flat_epoch"], d["flat_loss"]
+        self.swing_reported, self.slow_reported = d["swing_reported"], d["slow_reported"]
