@@ -42,13 +42,14 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def seed_everything(seed: int, deterministic: bool) -> None:
+def seed_everything(seed: int, deterministic: bool, device: torch.device | None = None) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-    if deterministic:
-        # cuBLAS needs this set before its first use to be deterministic
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    if deterministic and device is not None and device.type == "cuda":
+        # The CPU kernels danlu uses are deterministic already; on CUDA, ask for deterministic ones
+        # (this call imports torch._dynamo, seconds of start-up, so it is not paid on CPU).
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS needs it before first use
         torch.use_deterministic_algorithms(True, warn_only=True)
         torch.backends.cudnn.benchmark = False
 
@@ -104,7 +105,7 @@ def build_session(recipe: Recipe, run_dir: Path | None, prepared, progress: str 
     device = resolve_device(recipe.device)
     info = prepared.info
     loss_kind = resolve_loss_kind(recipe.loss, info)
-    seed_everything(recipe.seed, recipe.train.deterministic)
+    seed_everything(recipe.seed, recipe.train.deterministic, device)
     model = _transform_model(recipe, build_model(recipe.model, info, output_dim(loss_kind, info)), info)
     loss_fn = build_loss(recipe.loss, info)
     if info.task == "regression" and recipe.data.scale_target:
@@ -139,6 +140,10 @@ def build_session(recipe: Recipe, run_dir: Path | None, prepared, progress: str 
                                     keep_last=cp.keep_last, keep_best=cp.keep_best)
         callbacks = [MetricsLog(run_dir), early, checkpointer, shown]
     callbacks += list(_default_monitors(recipe)) + list(extra_callbacks)
+    if recipe.quant.enabled:   # quantization-aware training: fake quantization from quant.start_epoch
+        from .compress import qat_callbacks
+
+        callbacks += list(qat_callbacks(recipe))
     cbs = CallbackList(callbacks)
     state.extra.setdefault("event_sinks", []).append(shown.show_event)
     for cb in cbs.callbacks:
@@ -293,21 +298,50 @@ def train(recipe: Recipe | dict, run_dir: str | Path | None = None, *, overwrite
     """
     if not isinstance(recipe, Recipe):
         recipe = Recipe.from_dict(recipe)
+    dist = _join_torchrun(recipe)   # multi-process: None in a single process
     prepared = _prepare_data(recipe, rows=rows)   # bad data fails before anything is written
     classical_plan = classical.plan(recipe, prepared)   # classical models: checked before anything is written
-    path = new_run_dir(recipe, run_dir, overwrite)
-    if rows is not None:
-        ck.atomic_write_text(path / "rows.json", json.dumps({k: [int(i) for i in v] for k, v in rows.items()}))
-    ck.atomic_write_text(path / "recipe.yaml", recipe.to_yaml())
-    prepared.pipeline.save(path)
+    if dist is not None and classical_plan is not None:
+        raise UserError(f"{recipe.source}: classical model {recipe.model.kind!r} is fitted in one process; "
+                        f"drop --nproc / torchrun")
+    writes = dist is None or dist.is_main   # multi-process: only rank 0 writes the run directory
+    path = None
+    if writes:
+        path = new_run_dir(recipe, run_dir, overwrite)
+        if rows is not None:
+            ck.atomic_write_text(path / "rows.json", json.dumps({k: [int(i) for i in v] for k, v in rows.items()}))
+        ck.atomic_write_text(path / "recipe.yaml", recipe.to_yaml())
+        prepared.pipeline.save(path)
+    if dist is not None:
+        path = Path(dist.broadcast_text(str(path) if path else None))
     if classical_plan is not None:   # classical models: fitted once on the training rows, no loop
         return Run(path, classical_plan.fit_run(prepared, path, progress))
-    session = build_session(recipe, path, prepared, progress, callbacks)
+    session = build_session(recipe, path if writes else None, prepared, progress if writes else "none",
+                            list(callbacks) + _distributed_callbacks(dist))
     if prepare_session is not None:
         prepare_session(session)
     fit(session.state, session.callbacks)
-    summary = finish(session.state, path)
+    summary = finish(session.state, path) if writes else {}
+    if writes:
+        _export_qat(recipe, path, progress)
     return Run(path, summary)
+
+
+def _join_torchrun(recipe: Recipe):
+    """This process's place in a torchrun job (danlu.distributed), or None outside one."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return None
+    from .distributed import setup
+
+    return setup(recipe)
+
+
+def _distributed_callbacks(dist) -> list:
+    if dist is None:
+        return []
+    from .distributed import DistributedTraining
+
+    return [DistributedTraining(dist)]
 
 
 def read_run_recipe(run_dir: Path) -> Recipe:
@@ -323,6 +357,8 @@ def resume(run_dir: str | Path, checkpoint: str | None = None, *, progress: str 
     """Continue a run from its newest checkpoint (or the one named); a finished run is left as it is."""
     run_dir = Path(run_dir)
     recipe = read_run_recipe(run_dir)
+    dist = _join_torchrun(recipe)   # multi-process: every rank reads the run directory, rank 0 writes it
+    writes = dist is None or dist.is_main
     if (run_dir / "summary.json").is_file() and checkpoint is None:
         return Run(run_dir)
     root = run_dir / "checkpoints"
@@ -335,9 +371,10 @@ def resume(run_dir: str | Path, checkpoint: str | None = None, *, progress: str 
         found = ck.list_checkpoints(root)
         chosen = found[-1] if found else None
     prepared = _prepare_data(recipe, run_dir)
-    if not (run_dir / "pipeline.json").is_file():
+    if writes and not (run_dir / "pipeline.json").is_file():
         prepared.pipeline.save(run_dir)
-    session = build_session(recipe, run_dir, prepared, progress, callbacks)
+    session = build_session(recipe, run_dir if writes else None, prepared, progress if writes else "none",
+                            list(callbacks) + _distributed_callbacks(dist))
     if chosen is not None:
         try:
             model_state, saved = ck.read_checkpoint(chosen, device=session.state.device)
@@ -348,12 +385,26 @@ def resume(run_dir: str | Path, checkpoint: str | None = None, *, progress: str 
         restore_state(session.state, session.callbacks, model_state, saved)
         # a checkpoint chosen by hand may be older than the newest: later ones stay on disk
     fit(session.state, session.callbacks)
-    summary = finish(session.state, run_dir)
+    summary = finish(session.state, run_dir) if writes else {}
+    if writes:
+        _export_qat(recipe, run_dir, progress)
     return Run(run_dir, summary)
 
 
-def load_model(run_dir: str | Path, device="cpu"):
-    """(model, pipeline, meta) of a finished run, weights from model.safetensors."""
+def _export_qat(recipe: Recipe, run_dir: Path, progress: str | None) -> None:
+    """After quantization-aware training, write the integer model to RUN/quantized-qat/."""
+    if recipe.quant.enabled and recipe.quant.export:
+        from .compress import export_qat
+
+        shown = (progress or recipe.output.progress) != "none"
+        result = export_qat(run_dir, progress=shown)
+        if shown and result is not None:
+            print(result.table(), file=sys.stderr)
+
+
+def load_model(run_dir: str | Path, device="cpu", quantized: str | Path | None = None):
+    """(model, pipeline, meta, recipe) of a finished run, weights from model.safetensors — or the
+    quantized model in ``quantized`` (a folder written by ``danlu quantize``)."""
     from .data import Pipeline
     from .models import build_model
     from .training._factory import output_dim
@@ -373,6 +424,10 @@ def load_model(run_dir: str | Path, device="cpu"):
     if meta.get("target_scaled"):
         model = TargetScaled(model, [0.0] * info.n_targets, [1.0] * info.n_targets)  # buffers come from the file
     model.load_state_dict(ck.load_weights(run_dir / "model.safetensors", device="cpu"))
+    if quantized is not None:
+        from .compress import load_quantized_for_run
+
+        model = load_quantized_for_run(run_dir, quantized, device)
     model.to(device).eval()
     return model, pipeline, meta, recipe
 
@@ -391,13 +446,13 @@ def _load_classical(run_dir: Path, recipe: Recipe, device):
     return model.to(device).eval(), pipeline, meta, recipe
 
 
-def evaluate(run_dir: str | Path, split: str = "test") -> dict:
-    """Metrics of a finished run's model on one split (or ``all``) of its recipe's data."""
+def evaluate(run_dir: str | Path, split: str = "test", quantized: str | Path | None = None) -> dict:
+    """Metrics of a finished run's model (or its quantized version) on one split (or ``all``)."""
     from .training._factory import build_loss
 
     if split not in ("train", "validation", "test", "all"):
         raise UserError(f"--split must be train, validation, test or all; got {split!r}")
-    model, _pipeline, meta, recipe = load_model(run_dir)
+    model, _pipeline, meta, recipe = load_model(run_dir, quantized=quantized)
     prepared = _prepare_data(recipe, run_dir)
     loss_fn = build_loss(recipe.loss, prepared.info)
     if isinstance(model, TargetScaled):
@@ -416,14 +471,14 @@ def evaluate(run_dir: str | Path, split: str = "test") -> dict:
 
 
 def predict(run_dir: str | Path, input_path: str | Path, output: str | Path | None = None, *,
-            overwrite: bool = False) -> list[dict]:
+            overwrite: bool = False, quantized: str | Path | None = None) -> list[dict]:
     """Predictions (with class probabilities for classifiers) for new rows; CSV written to ``output``
     (an existing file is kept unless ``overwrite``)."""
     from .training._factory import scores_to_proba
 
     if output is not None and str(output) != "-" and Path(output).exists() and not overwrite:
         raise UserError(f"{output}: already exists; choose another -o path or pass --overwrite")
-    model, pipeline, meta, _recipe = load_model(run_dir)
+    model, pipeline, meta, _recipe = load_model(run_dir, quantized=quantized)
     X, given = pipeline.load_input(str(input_path))
     if meta.get("unsupervised"):   # classical models: k-means answers the cluster id of each row
         rows = [{given.id_name: given.ids[i], "prediction": int(c)}

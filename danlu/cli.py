@@ -18,6 +18,13 @@ def _add_common(p: argparse.ArgumentParser) -> None:
                    help="progress display (default: the recipe's output.progress)")
 
 
+def _add_nproc(p: argparse.ArgumentParser) -> None:
+    # danlu.distributed: the same command again in N processes under torchrun
+    p.add_argument("--nproc", type=int, default=None, metavar="N",
+                   help="train in N processes on this machine with torchrun (DistributedDataParallel); "
+                        "train.batch_size stays the global batch")
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="danlu",
@@ -35,11 +42,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a recipe key, e.g. --set optimizer.lr=0.01 (repeatable)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --run-dir")
+    _add_nproc(p)
     _add_common(p)
 
     p = sub.add_parser("resume", help="continue a killed or interrupted run from its last checkpoint (断点续训)")
     p.add_argument("run_dir")
     p.add_argument("--checkpoint", help="a checkpoint folder name (e.g. step-00000120) instead of the newest")
+    _add_nproc(p)
     _add_common(p)
 
     p = sub.add_parser("eval", help="metrics of a finished run on a split")
@@ -48,6 +57,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("--baseline", action="store_true",
                    help="show the trivial baselines beside the model, with a significance test (基线)")
+    p.add_argument("--quantized", metavar="DIR", help="evaluate the quantized model in DIR (from danlu quantize)")
     _add_common(p)
 
     p = sub.add_parser("predict", help="predict new rows with a finished run (推理)")
@@ -55,6 +65,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("input", help="CSV, .npy or .npz file (or image folder for image runs)")
     p.add_argument("-o", "--output", default="-", help="output CSV (default: standard output)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    p.add_argument("--quantized", metavar="DIR", help="predict with the quantized model in DIR (from danlu quantize)")
     _add_common(p)
 
     p = sub.add_parser("explain", help="explain a term in English or Chinese (e.g. danlu explain lr)")
@@ -117,21 +128,51 @@ def _print_summary(summary: dict, run_dir) -> None:
     print(f"run directory: {run_dir}")
 
 
+def _relaunch_args(args, command: list[str], options: dict) -> list[str]:
+    """The command line again, without --nproc, for each process that torchrun starts."""
+    out = list(command)
+    for flag, value in {**options, "--progress": args.progress}.items():
+        if value is not None:
+            out += [flag, value]
+    for item in getattr(args, "overrides", []):
+        out += ["--set", item]
+    return out + ["--overwrite"] * bool(getattr(args, "overwrite", False)) + ["--debug"] * bool(args.debug)
+
+
 def cmd_train(args) -> int:
-    from . import _run
     from .recipe import Recipe
 
-    recipe = Recipe.from_yaml(args.recipe, args.overrides)
+    recipe = Recipe.from_yaml(args.recipe, args.overrides)   # mistakes answered once, before any launch
+    if args.nproc is not None and args.nproc > 1:   # danlu.distributed: relaunch under torchrun
+        from .distributed import check_batch_size, launch
+
+        check_batch_size(recipe, args.nproc)
+        return launch(args.nproc, _relaunch_args(args, ["train", args.recipe], {"--run-dir": args.run_dir}))
+    from . import _run
+    from .distributed import is_main_process
+
     run = _run.train(recipe, args.run_dir, overwrite=args.overwrite, progress=args.progress)
-    _print_summary(run.summary, run.path)
+    if is_main_process():   # under torchrun only rank 0 prints
+        _print_summary(run.summary, run.path)
     return 0
 
 
 def cmd_resume(args) -> int:
+    if args.nproc is not None and args.nproc > 1:   # danlu.distributed: relaunch under torchrun
+        from pathlib import Path
+
+        from .distributed import check_batch_size, launch
+        from .recipe import Recipe
+
+        if (Path(args.run_dir) / "recipe.yaml").is_file():   # answered once, before any launch
+            check_batch_size(Recipe.from_yaml(Path(args.run_dir) / "recipe.yaml"), args.nproc)
+        return launch(args.nproc, _relaunch_args(args, ["resume", args.run_dir], {"--checkpoint": args.checkpoint}))
     from . import _run
+    from .distributed import is_main_process
 
     run = _run.resume(args.run_dir, args.checkpoint, progress=args.progress)
-    _print_summary(run.summary, run.path)
+    if is_main_process():   # under torchrun only rank 0 prints
+        _print_summary(run.summary, run.path)
     return 0
 
 
@@ -153,7 +194,7 @@ def cmd_eval(args) -> int:
                                 **{f"{name} baseline": v for name, v in got["baseline"].items()}}))
             print(f"against the baseline: {got['significance']['verdict']}")
         return 0
-    figures = _run.evaluate(args.run_dir, args.split)
+    figures = _run.evaluate(args.run_dir, args.split, quantized=args.quantized)
     print(json.dumps(figures, indent=1) if args.json else format_table(figures))
     return 0
 
@@ -161,7 +202,8 @@ def cmd_eval(args) -> int:
 def cmd_predict(args) -> int:
     from . import _run
 
-    rows = _run.predict(args.run_dir, args.input, args.output, overwrite=args.overwrite)
+    rows = _run.predict(args.run_dir, args.input, args.output, overwrite=args.overwrite,
+                        quantized=args.quantized)
     if args.output != "-":
         print(f"{len(rows)} predictions written to {args.output}", file=sys.stderr)
     return 0
@@ -213,6 +255,11 @@ def main(argv=None) -> int:
         handler = _command_modules()[args.command].run
     try:
         return handler(args)
+    except BrokenPipeError:  # the reader went away (e.g. `danlu diagnose RUN | head`): not an error
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except KeyboardInterrupt:
         print("\ndanlu: interrupted; continue with `danlu resume RUN_DIR`", file=sys.stderr)
         return 130

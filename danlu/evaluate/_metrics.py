@@ -42,8 +42,9 @@ METRICS = {
 }
 
 _HIGHER_IS_BETTER = {"accuracy", "precision_macro", "recall_macro", "f1_macro", "precision_micro",
-                     "recall_micro", "f1_micro", "precision", "recall", "f1", "roc_auc", "r2"}
-_LOWER_IS_BETTER = {"loss", "log_loss", "mse", "rmse", "mae"}
+                     "recall_micro", "f1_micro", "precision", "recall", "f1", "roc_auc", "r2",
+                     "silhouette", "adjusted_rand"}  # the last two: k-means
+_LOWER_IS_BETTER = {"loss", "log_loss", "mse", "rmse", "mae", "inertia"}
 _SPLIT_PREFIXES = ("train_", "val_", "validation_", "test_")
 
 

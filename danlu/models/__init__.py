@@ -42,3 +42,4 @@ __all__ = [
     "MODELS", "ModelEntry", "build_model", "check_model_builder", "complete_model_cfg", "random_batch",
     "register_model", "registered_params", "unregister_model", *_LAZY,
 ]
+from ..classical import _kinds as _classical_kinds  # noqa: E402,F401  (registers decision_tree ... kmeans)

@@ -56,17 +56,28 @@ def train_one_epoch(state: State, cbs: CallbackList) -> None:
     augment = state.pipeline is not None and state.pipeline.augments
     perm = epoch_permutation(recipe.seed, state.epoch, len(X), X.device)
     bs = recipe.train.batch_size
-    model.train()
+    # Under torchrun (danlu.distributed) this process takes its share of every global batch and
+    # runs the forward through the DistributedDataParallel wrapper; in one process both are absent.
+    dist = state.extra.get("distributed")
+    net = state.extra.get("ddp_model", model)
+    net.train()
     for i in range(state.batch, state.batches_per_epoch):
         state.skip_step = False
         idx = perm[batch_slice(i, state.batches_per_epoch, bs, len(X))]
+        if dist is not None:
+            idx, share = dist.shard(idx)
         xb, yb = X[idx], y[idx]
         if augment:
             xb = state.pipeline.augment(xb)
-        loss = state.step_loss(xb, yb) if state.step_loss is not None else state.loss_fn(model(xb), yb)
+        loss = state.step_loss(xb, yb) if state.step_loss is not None else state.loss_fn(net(xb), yb)
+        if dist is not None:
+            # weighted by its share of the batch, DDP's gradient average is the whole batch's
+            # gradient; every rank then records the whole batch's loss, as one process would
+            loss = loss * share
+            global_loss = dist.mean_loss(loss)
         (loss / accumulate if accumulate > 1 else loss).backward()
         state.batch = i + 1
-        state.batch_loss = loss.detach()
+        state.batch_loss = loss.detach() if dist is None else global_loss
         # An optimizer step every `accumulate` batches, and always at the end of the epoch.
         state.extra["stepped"] = (i + 1) % accumulate == 0 or i + 1 == state.batches_per_epoch
         if state.extra["stepped"]:

@@ -1,0 +1,34 @@
+"""Model fusion (模型融合): combine finished runs — neural and classical alike — by hard or soft
+voting, weights fitted on the validation split, stacking with a meta-model, or Bayesian model
+averaging, and compare members and ensemble on the same test split.
+
+>>> from danlu.combine import ensemble
+>>> result = ensemble(["runs/mlp", "runs/forest", "runs/svm"], method="weighted", out_dir="runs/ens")
+>>> result["ensemble"]["test"]["accuracy"], [m["weight"] for m in result["members"]]
+
+The combination rules are plain numpy functions in ``_methods`` (documented there); the members'
+same-data check is shared with distillation.
+"""
+from ._ensemble import RESULT_FILE, combine, ensemble, figures, table_rows
+from ._members import (Member, check_runs, check_same_data, data_identity, load_members, outputs_of,
+                       run_recipe)
+from ._methods import (
+    CLASSIFICATION_METHODS,
+    FITTED,
+    REGRESSION_METHODS,
+    bayes_weights,
+    classification_log_likelihood,
+    fit_simplex_weights,
+    gaussian_log_likelihood,
+    mix,
+    vote,
+    weighted_classification,
+    weighted_regression,
+)
+
+__all__ = [
+    "CLASSIFICATION_METHODS", "FITTED", "Member", "REGRESSION_METHODS", "RESULT_FILE", "bayes_weights", "check_runs",
+    "check_same_data", "classification_log_likelihood", "combine", "data_identity", "ensemble", "figures",
+    "fit_simplex_weights", "gaussian_log_likelihood", "load_members", "mix", "outputs_of", "run_recipe", "table_rows",
+    "vote", "weighted_classification", "weighted_regression",
+]

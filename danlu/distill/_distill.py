@@ -1,0 +1,180 @@
+"""``danlu distill``: train a student on a teacher's soft targets and show what it gained.
+
+The student is an ordinary recipe trained by the ordinary loop; distillation only replaces the
+loss of a training batch (``state.step_loss``, set through ``danlu._run.train``'s
+``prepare_session`` hook). The teachers see the same batch as the student, augmentation
+included.
+
+To show the gain honestly, the same recipe is also trained without distillation ("student
+alone": same seed, so the same initial weights, data order and epochs — only the loss differs),
+unless a finished run is given as the baseline. Teachers, student alone and distilled student
+are evaluated on the same test split; the comparison goes to ``distill.json`` in the distilled
+student's run directory.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from ..errors import RecipeError, UserError
+
+RESULT_FILE = "distill.json"
+
+
+def distill(student, teachers, *, temperature: float = 4.0, alpha: float = 0.7, run_dir=None, baseline=None,
+            overwrite: bool = False, progress: str | None = None) -> dict:
+    """Distil ``teachers`` (run directories) into the ``student`` recipe; returns the comparison.
+
+    ``baseline``: a finished run of the student trained alone; None trains one beside the student.
+    """
+    from ..recipe import Recipe
+
+    recipe = student if isinstance(student, Recipe) else Recipe.from_dict(student)
+    teacher_dirs = [Path(t) for t in teachers]
+    _check(recipe, teacher_dirs, baseline, temperature, alpha)   # before any model is loaded or trained
+    student_dir = Path(run_dir) if run_dir is not None else _free_dir(recipe, "distilled")
+    alone_dir = None
+    if baseline is None:
+        alone_dir = Path(f"{student_dir}-alone") if run_dir is not None else _free_dir(recipe, "alone")
+        _check_free(alone_dir, overwrite)
+
+    from .. import _run   # torch: only once the settings and the runs are known to be right
+
+    shown = progress or recipe.output.progress
+    _say(shown, f"distilling {len(teacher_dirs)} teacher(s) into {recipe.model.kind} -> {student_dir}")
+    distilled = _run.train(recipe, student_dir, overwrite=overwrite, progress=progress,
+                           prepare_session=_distillation(recipe, teacher_dirs, temperature, alpha))
+    if alone_dir is not None:
+        _say(shown, f"training the same student alone (no teacher) -> {alone_dir}")
+        alone = _run.train(recipe, alone_dir, overwrite=overwrite, progress=progress)
+        base = {"run": str(alone.path), "trained_here": True, **_facts(alone.path, alone.summary)}
+    else:
+        base = {"run": str(baseline), "trained_here": False, **_facts(Path(baseline), None)}
+    return _report(distilled, base, teacher_dirs, temperature, alpha)
+
+
+def _check(recipe, teacher_dirs: list[Path], baseline, temperature: float, alpha: float) -> None:
+    from ..classical import is_classical
+    from ..combine import check_same_data, data_identity, run_recipe
+
+    if not temperature > 0:
+        raise UserError(f"--temperature must be > 0, got {temperature}")
+    if not 0 <= alpha <= 1:
+        raise UserError(f"--alpha (weight of the soft targets) must be in [0, 1], got {alpha}")
+    if not teacher_dirs:
+        raise UserError("give at least one --teacher RUN (a finished run trained on the same data)")
+    if is_classical(recipe.model.kind):
+        raise RecipeError(f"{recipe.source}: the student must be a neural model (it learns the soft targets by "
+                          f"gradient descent); model.kind {recipe.model.kind} is a scikit-learn model")
+    where = "the student recipe" + ("" if recipe.source == "recipe" else f" {recipe.source}")
+    for path in teacher_dirs + ([Path(baseline)] if baseline is not None else []):
+        check_same_data((where, data_identity(recipe)), (str(path), data_identity(run_recipe(path), path)),
+                        role="a teacher, its student and the student's baseline")
+    if baseline is not None:
+        _check_same_budget(recipe, run_recipe(baseline), baseline, where)
+
+
+BUDGET = ("model", "loss", "optimizer", "schedule", "train")   # what makes "the same student, trained alone"
+
+
+def _check_same_budget(recipe, other, baseline, where: str) -> None:
+    for section in BUDGET:
+        mine, theirs = recipe.get(section) or {}, other.get(section) or {}
+        for key in sorted(set(mine) | set(theirs)):
+            if mine.get(key) != theirs.get(key):
+                raise UserError(f"{baseline}: its {section}.{key} is {theirs.get(key)!r} but {where} has "
+                                f"{mine.get(key)!r}; the baseline must be the student recipe trained alone "
+                                f"(or leave --baseline out to train one)")
+
+
+def _check_free(path: Path, overwrite: bool) -> None:
+    if path.exists() and any(path.iterdir()) and not overwrite:
+        raise UserError(f"{path}: already exists (the student trained alone goes there); choose another "
+                        f"--run-dir, give the finished one as --baseline, or pass --overwrite")
+
+
+def _distillation(recipe, teacher_dirs: list[Path], temperature: float, alpha: float):
+    """The ``prepare_session`` hook: load the teachers on the student's device, set the batch loss."""
+    from .. import _run
+    from ._loss import make_step_loss
+
+    teachers = [_load_teacher(path, _run.resolve_device(recipe.device)) for path in teacher_dirs]
+
+    def prepare_session(session):
+        state = session.state   # the teachers are classifiers of the same data, so the student is one too
+        state.step_loss = make_step_loss(state, teachers, temperature, alpha)
+        state.extra["distill"] = {"teachers": [str(p) for p in teacher_dirs], "temperature": temperature,
+                                  "alpha": alpha}
+
+    return prepare_session
+
+
+def _report(distilled, base: dict, teacher_dirs: list[Path], temperature: float, alpha: float) -> dict:
+    from ..training._checkpoint import atomic_write_text
+
+    result = {
+        "temperature": temperature,
+        "alpha": alpha,
+        "teachers": [{"run": str(p), **_facts(p, None)} for p in teacher_dirs],
+        "baseline": base,
+        "student": {"run": str(distilled.path), **_facts(distilled.path, distilled.summary)},
+    }
+    result["gain"] = _gain(result["student"]["test"], base["test"])
+    atomic_write_text(distilled.path / RESULT_FILE, json.dumps(result, indent=1))
+    result["path"] = str(distilled.path / RESULT_FILE)
+    return result
+
+
+def _load_teacher(path: Path, device):
+    from .. import _run
+    from ._loss import Teacher
+
+    model, pipeline, meta, _recipe = _run.load_model(path, device=device)
+    info = pipeline.info
+    if meta.get("unsupervised") or info.task != "classification":
+        raise UserError(f"{path}: a teacher must be a classifier (its class probabilities are the soft targets); "
+                        f"this run is {meta.get('kind') or info.task}")
+    return Teacher(model, meta["loss_kind"], name=path.name)
+
+
+def _free_dir(recipe, suffix: str) -> Path:
+    base = Path(recipe.output.runs_dir) / f"{recipe.name or 'student'}-{suffix}"
+    path, n = base, 1
+    while path.exists():
+        n += 1
+        path = base.with_name(f"{base.name}-{n}")
+    return path
+
+
+def _say(progress, text: str) -> None:
+    if progress != "none":
+        print(f"danlu: {text}", file=sys.stderr, flush=True)
+
+
+def _facts(path: Path, summary: dict | None) -> dict:
+    """Kind, size and test figures of a run (from its summary, else evaluated now)."""
+    from .. import _run
+
+    if summary is None and (path / "summary.json").is_file():
+        summary = json.loads((path / "summary.json").read_text(encoding="utf-8"))
+    test = summary["test"] if summary and "test" in summary else _run.evaluate(path, "test")["test"]
+    recipe = _run.read_run_recipe(path)
+    run = (summary or {}).get("run", {})
+    return {"kind": recipe.model.kind, "parameters": run.get("parameters"), "test": test}
+
+
+def _gain(student: dict, alone: dict) -> dict:
+    """Distilled minus alone, for the figures both have (positive is better for all but losses)."""
+    return {k: student[k] - alone[k] for k in student if k in alone}
+
+
+def table_rows(result: dict) -> dict:
+    """{row: figures} for ``format_table``: teachers, student alone, distilled student."""
+    rows = {}
+    for i, t in enumerate(result["teachers"]):
+        label = "teacher" if len(result["teachers"]) == 1 else f"teacher {i + 1}"
+        rows[f"{label} ({Path(t['run']).name})"] = {"parameters": t["parameters"], **t["test"]}
+    rows["student alone"] = {"parameters": result["baseline"]["parameters"], **result["baseline"]["test"]}
+    rows["student distilled"] = {"parameters": result["student"]["parameters"], **result["student"]["test"]}
+    return rows
