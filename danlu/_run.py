@@ -82,6 +82,10 @@ def _prepare_data(recipe: Recipe, run_dir: Path | None = None, rows: dict | None
     (``rows.json`` in the run directory, written for cross-validation folds)."""
     from .data import prepare
 
+    if recipe.base.kind == "minilm":   # text: sentences -> token ids or cached sentence embeddings
+        from .transfer import prepare_text
+
+        return prepare_text(recipe, rows)
     if rows is None and run_dir is not None and (Path(run_dir) / "rows.json").is_file():
         rows = json.loads((Path(run_dir) / "rows.json").read_text(encoding="utf-8"))
     return prepare(recipe.data, recipe.seed, recipe.source, rows=rows)
@@ -298,6 +302,10 @@ def train(recipe: Recipe | dict, run_dir: str | Path | None = None, *, overwrite
     """
     if not isinstance(recipe, Recipe):
         recipe = Recipe.from_dict(recipe)
+    if _has_base(recipe):   # pretrained backbone: danlu.transfer builds the session (danlu finetune)
+        from .transfer import finetune
+
+        return finetune(recipe, run_dir, overwrite=overwrite, progress=progress, callbacks=callbacks)
     dist = _join_torchrun(recipe)   # multi-process: None in a single process
     prepared = _prepare_data(recipe, rows=rows)   # bad data fails before anything is written
     classical_plan = classical.plan(recipe, prepared)   # classical models: checked before anything is written
@@ -325,6 +333,10 @@ def train(recipe: Recipe | dict, run_dir: str | Path | None = None, *, overwrite
     if writes:
         _export_qat(recipe, path, progress)
     return Run(path, summary)
+
+
+def _has_base(recipe: Recipe) -> bool:
+    return bool(recipe.base.kind or recipe.base.run)
 
 
 def _join_torchrun(recipe: Recipe):
@@ -357,6 +369,9 @@ def resume(run_dir: str | Path, checkpoint: str | None = None, *, progress: str 
     """Continue a run from its newest checkpoint (or the one named); a finished run is left as it is."""
     run_dir = Path(run_dir)
     recipe = read_run_recipe(run_dir)
+    if _has_base(recipe) and not (run_dir / "summary.json").is_file():
+        raise UserError(f"{run_dir}: runs that start from a pretrained backbone (base:) cannot be resumed yet; "
+                        f"train again with `danlu finetune {run_dir / 'recipe.yaml'}`")
     dist = _join_torchrun(recipe)   # multi-process: every rank reads the run directory, rank 0 writes it
     writes = dist is None or dist.is_main
     if (run_dir / "summary.json").is_file() and checkpoint is None:
@@ -411,6 +426,11 @@ def load_model(run_dir: str | Path, device="cpu", quantized: str | Path | None =
 
     run_dir = Path(run_dir)
     recipe = read_run_recipe(run_dir)
+    if _has_base(recipe):   # text and fine-tuned runs: danlu.transfer knows their pipeline
+        from .transfer import is_text_run, load_text_model
+
+        if is_text_run(run_dir):
+            return load_text_model(run_dir, device)
     if classical.is_classical(recipe.model.kind):   # classical models: a fitted estimator as a module
         return _load_classical(run_dir, recipe, device)
     for name in ("model.safetensors", "model.json", "pipeline.json"):
