@@ -50,7 +50,7 @@ def read_run(run_dir: Path, root: Path) -> dict | None:
     """The index row of one run folder, or None if its recipe cannot be read."""
     import yaml
 
-    from .evaluate import PRIMARY_METRIC
+    from .evaluation import PRIMARY_METRIC
 
     try:
         recipe = yaml.safe_load((run_dir / "recipe.yaml").read_text(encoding="utf-8"))
@@ -303,7 +303,7 @@ def _matches(row: dict, key: str, op: str, wanted) -> bool:
 
 
 def _sort(rows: list[dict], sort: str | None) -> list[dict]:
-    from .evaluate import METRICS, metric_direction
+    from .evaluation import METRICS, metric_direction
 
     if sort in (None, "created"):
         return sorted(rows, key=lambda r: r["created"], reverse=True)

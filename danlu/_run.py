@@ -104,7 +104,7 @@ def build_session(recipe: Recipe, run_dir: Path | None, prepared, progress: str 
     seed, model initialisation, then the loop's own draws (data order, dropout, augmentation)."""
     from .models import build_model
     from .training._factory import build_loss, build_optimizer, build_schedule, output_dim, resolve_loss_kind
-    from .evaluate import PRIMARY_METRIC
+    from .evaluation import PRIMARY_METRIC
 
     device = resolve_device(recipe.device)
     info = prepared.info
@@ -163,11 +163,16 @@ def _transform_model(recipe: Recipe, model, info):
         from .compress import prepare_qat
 
         model = prepare_qat(model, quant, info)
+    lora = recipe.get("lora")
+    if lora and lora.get("enabled"):
+        from .transfer import lora_from_recipe
+
+        model = lora_from_recipe(model, lora)
     return model
 
 
 def _known_monitors(info) -> set:
-    from .evaluate import METRICS
+    from .evaluation import METRICS
 
     return {f"val_{k}" for k in METRICS[info.task]} | {"val_loss"}
 
@@ -251,7 +256,7 @@ def finish(state: State, run_dir: Path | None) -> dict:
 
 def test_baseline(state: State) -> dict:
     """The trivial predictor beside the model on the test split, with a significance test."""
-    from .evaluate import compare_to_baseline
+    from .evaluation import compare_to_baseline
     from .training._factory import scores_to_proba
 
     X, y = state.splits["test"]

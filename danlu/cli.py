@@ -116,7 +116,7 @@ def _command_modules() -> dict:
 # ---------------------------------------------------------------------------------------------
 
 def _print_summary(summary: dict, run_dir) -> None:
-    from .evaluate import format_table
+    from .evaluation import format_table
 
     table = {k: v for k, v in summary.items() if k in ("train", "validation", "test")}
     base = summary.get("baseline")
@@ -179,10 +179,10 @@ def cmd_resume(args) -> int:
 def cmd_eval(args) -> int:
     from . import _run
     from .errors import UserError
-    from .evaluate import format_table
+    from .evaluation import format_table
 
     if args.baseline:
-        from .evaluate import evaluate_with_baseline
+        from .evaluation import evaluate_with_baseline
 
         if args.split == "all":
             raise UserError("--baseline takes one split: --split train, validation or test")

@@ -464,6 +464,10 @@ class Recipe(Node):
         sched = self["schedule"]
         if sched["kind"] == "multistep" and not sched["milestones"]:
             raise RecipeError(f"{source}: schedule.milestones is required for schedule.kind multistep, e.g. [10, 20]")
+        if self["lora"]["enabled"] and (self["base"]["kind"] or self["base"]["run"]) \
+                and self["base"]["mode"] != "full":
+            raise RecipeError(f"{source}: lora.enabled needs base.mode: full (probe freezes the adapters too, "
+                              f"gradual unfreezes the base weights); got base.mode: {self['base']['mode']}")
         betas = self["optimizer"]["betas"]
         if betas is not None and (len(betas) != 2 or not all(0 <= b < 1 for b in betas)):
             raise RecipeError(f"{source}: optimizer.betas must be two numbers in [0, 1), got {betas}")

@@ -104,3 +104,12 @@ def test_predict_refuses_unfinished_run(tmp_path):
     (tmp_path / "recipe.yaml").write_text("data: {source: sklearn, name: iris}\n")
     with pytest.raises(UserError, match="has not finished"):
         danlu.predict(tmp_path, "x.csv")
+
+
+def test_verbs_stay_callable_after_every_package_is_imported():
+    import importlib
+
+    for name in ("training", "evaluation", "data", "models", "diagnose", "report", "tune", "compress"):
+        importlib.import_module(f"danlu.{name}")
+    for verb in ("train", "resume", "evaluate", "predict"):
+        assert callable(getattr(danlu, verb)), verb

@@ -10,7 +10,7 @@ rows; there is no loop, so ``loss``, ``optimizer``, ``schedule`` and ``train`` d
 Figures per split:
 
 * classification: ``loss`` is the log loss of the predicted probabilities (what cross-entropy
-  training minimises), then every metric of ``danlu.evaluate`` on ``predict_proba``;
+  training minimises), then every metric of ``danlu.evaluation`` on ``predict_proba``;
 * regression: ``loss`` is the MSE, then the regression metrics;
 * k-means: ``inertia`` (sum of squared distances to the nearest centre, scikit-learn's
   definition), ``silhouette`` (over at most 2000 rows, seeded) and, when the labels are classes,

@@ -92,7 +92,7 @@ def _labels(y, info) -> np.ndarray:
 
 
 def figures(info, y: np.ndarray, scores: np.ndarray) -> dict:
-    from ..evaluate import compute_metrics
+    from ..evaluation import compute_metrics
 
     return compute_metrics(info.task, y, scores, n_classes=info.n_classes)
 

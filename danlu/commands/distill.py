@@ -28,7 +28,7 @@ def add_arguments(parser) -> None:
 
 def run(args) -> int:
     from ..distill import distill, table_rows
-    from ..evaluate import format_table
+    from ..evaluation import format_table
     from ..recipe import Recipe
 
     recipe = Recipe.from_yaml(args.student, args.overrides)

@@ -33,7 +33,7 @@ def run(args) -> int:
 
     from ..combine import ensemble, table_rows
     from ..errors import UserError
-    from ..evaluate import format_table
+    from ..evaluation import format_table
 
     for flag, value in (("--stack-c", args.stack_c), ("--ridge-alpha", args.ridge_alpha)):
         if not value > 0:

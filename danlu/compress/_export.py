@@ -179,7 +179,7 @@ def quantize_run(run_dir, spec: QuantSpec | None = None, *, act: str = "none", c
 
 def _mixed_plan(model, layers, spec, candidates, prepared, recipe, meta, budget_mb, avg_bits, progress):
     """Bits per layer from measured sensitivity, under the budget: (plan, plan rows)."""
-    from ..evaluate import PRIMARY_METRIC, metric_direction
+    from ..evaluation import PRIMARY_METRIC, metric_direction
 
     info = prepared.info
     primary = PRIMARY_METRIC[info.task]
@@ -226,7 +226,7 @@ def _tag(spec: QuantSpec, act: str, observer: str, budget_mb, avg_bits) -> str:
 
 
 def _measure(run_dir: Path, path: Path, model, qmodel, prepared, recipe, meta, tag, act, rounds, progress) -> dict:
-    from ..evaluate import PRIMARY_METRIC
+    from ..evaluation import PRIMARY_METRIC
     from ..training._loop import evaluate_outputs, model_outputs
 
     info = prepared.info
@@ -291,7 +291,7 @@ def load_quantized_for_run(run_dir, qdir, device="cpu"):
 
 def evaluate_quantized(run_dir, qdir, split: str = "test") -> dict:
     """Metrics of the quantized model in ``qdir`` on a split (or ``all``) of the run's data;
-    the same shape as ``danlu.evaluate``: {split: {metric: value}}."""
+    the same shape as ``danlu.evaluation``: {split: {metric: value}}."""
     from .. import _run
     from ..training._loop import evaluate_outputs, model_outputs
 

@@ -130,3 +130,25 @@ register_model("perceptron", build_linear, LINEAR_PARAMS)
 register_model("mlp", build_mlp, MLP_PARAMS)
 register_model("cnn", build_cnn, CNN_PARAMS)
 register_model("rnn", build_rnn, RNN_PARAMS)
+
+# The hypernetwork lives in danlu.transfer (it imports torch); registered here with its keys so that
+# recipes can name it, and built lazily.
+HYPER_PARAMS = {
+    "task_column": Field(str, None, doc="categorical column holding the task id that conditions the generated "
+                                        "weights; null: the first categorical column"),
+    "hidden": Field(list, [32], item=int, nullable=False, doc="hidden layer sizes of the generated main network"),
+    "embed_dim": Field(int, 8, min=1, nullable=False, doc="size of the learned task embedding"),
+    "hyper_hidden": Field(int, 64, min=1, nullable=False, doc="hidden width of the weight generator"),
+    "activation": Field(str, "relu", choices=("relu", "tanh", "gelu"), nullable=False,
+                        doc="nonlinearity of the main network"),
+    "embedding_dim": Field(int, None, min=1, doc="embedding size of the other categorical columns"),
+}
+
+
+def build_hypernetwork(cfg, info, out_dim):
+    from ..transfer._hyper import build_hypernetwork as build
+
+    return build(cfg, info, out_dim)
+
+
+register_model("hypernetwork", build_hypernetwork, HYPER_PARAMS)

@@ -54,10 +54,10 @@ def gather(run_dir, recipe) -> Evidence:
 def baselines(info, splits: dict, split: str, scores: np.ndarray, seed: int) -> tuple[str, dict, str]:
     """(the baseline's name, its metrics per split, the verdict of the model against it on ``split``).
 
-    The baseline is danlu.evaluate's main one, fitted on the training split: the majority class
+    The baseline is danlu.evaluation's main one, fitted on the training split: the majority class
     (with the class frequencies as probabilities) for classification, the mean for regression.
     """
-    from ..evaluate import baseline_metrics, compare_to_baseline
+    from ..evaluation import baseline_metrics, compare_to_baseline
 
     y_train = splits["train"][1].cpu().numpy()
     y_eval = splits[split][1].cpu().numpy()

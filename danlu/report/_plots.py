@@ -159,7 +159,7 @@ def _class_name(classes: list, c: int) -> str:
 def plot_roc(y_true, proba, classes: list, path) -> Path:
     """ROC curve with its AUC: of the positive class for a binary task, one-vs-rest per class otherwise
     (a class absent from ``y_true`` has no curve)."""
-    from ..evaluate import roc_curve_points
+    from ..evaluation import roc_curve_points
 
     points = roc_curve_points(y_true, proba, len(classes) or None)["per_class"]
     fig, ax = _figure(5, 4.6)
@@ -179,7 +179,7 @@ def plot_roc(y_true, proba, classes: list, path) -> Path:
 def plot_pr(y_true, proba, classes: list, path) -> Path:
     """Precision-recall curve with average precision (AP); the dotted line is the no-skill level
     (the fraction of positives) of a binary task."""
-    from ..evaluate import pr_curve_points
+    from ..evaluation import pr_curve_points
 
     points = pr_curve_points(y_true, proba, len(classes) or None)["per_class"]
     fig, ax = _figure(5, 4.6)
@@ -201,7 +201,7 @@ def plot_pr(y_true, proba, classes: list, path) -> Path:
 def plot_confusion(y_true, y_pred, classes: list, path) -> Path:
     """Confusion matrix: counts, shaded by the fraction of each true class (row).
     ``y_pred`` holds class ids, or class scores ``(N, C)`` whose arg-max is taken."""
-    from ..evaluate import confusion
+    from ..evaluation import confusion
 
     cm = confusion(y_true, y_pred, len(classes) or None)
     counts, share = cm["matrix"], cm["normalized"]
@@ -235,7 +235,7 @@ def _thin(*arrays):
 
 def plot_residuals(y_true, y_pred, path) -> Path:
     """Residual (true - predicted) against the prediction; a good fit scatters evenly around 0."""
-    from ..evaluate import residuals
+    from ..evaluation import residuals
 
     r = residuals(y_true, y_pred)
     y_pred, residual = _thin(r["y_pred"], r["residual"])

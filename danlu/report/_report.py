@@ -133,7 +133,7 @@ def _count(n) -> str | None:
 
 
 def _metrics(run: RunFiles, evidence, lang: str) -> h.Section:
-    from ..evaluate import metric_direction
+    from ..evaluation import metric_direction
 
     if not run.summary:
         return h.Section("metrics", heading("metrics", lang), h.para(phrase("no_summary", lang)))
@@ -176,7 +176,7 @@ def _beats(value, base, direction: str) -> str:
 
 
 def _curves(run: RunFiles, plots: Path, lang: str) -> h.Section:
-    from ..evaluate import PRIMARY_METRIC
+    from ..evaluation import PRIMARY_METRIC
 
     if not run.history:
         return h.Section("curves", heading("curves", lang), h.para(phrase("no_epochs", lang)))
@@ -224,7 +224,7 @@ def _evaluation(run: RunFiles, evidence, missing: str | None, plots: Path, lang:
 
 
 def _classification_figures(ev, plots: Path, lang: str, where: dict) -> h.Markup:
-    from ..evaluate import pr_curve_points, roc_curve_points
+    from ..evaluation import pr_curve_points, roc_curve_points
 
     classes = list(ev.info.classes)
     n = ev.info.n_classes

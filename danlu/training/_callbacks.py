@@ -14,7 +14,7 @@ from ._state import State
 def _direction(monitor: str, mode: str) -> str:
     if mode != "auto":
         return mode
-    from ..evaluate import metric_direction
+    from ..evaluation import metric_direction
 
     name = monitor[4:] if monitor.startswith("val_") else monitor
     return "min" if name == "loss" else metric_direction(name)

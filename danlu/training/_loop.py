@@ -37,7 +37,7 @@ def model_outputs(model: torch.nn.Module, X: torch.Tensor, batch_size: int = 102
 
 def evaluate_outputs(out, y, loss_fn, loss_kind, info) -> dict:
     """Loss and every metric of one split from the model's raw outputs."""
-    from ..evaluate import compute_metrics
+    from ..evaluation import compute_metrics
     from ._factory import scores_to_proba
 
     with torch.no_grad():

@@ -124,7 +124,7 @@ def tune(recipe, space, *, trials: int = 20, sampler: str = "tpe", storage=None,
 def _objective_of(recipe, metric: str | None, direction: str) -> tuple[str, str]:
     """The validation figure to optimise and its direction; needs a validation split."""
     from .._run import _prepare_data
-    from ..evaluate import PRIMARY_METRIC, metric_direction
+    from ..evaluation import PRIMARY_METRIC, metric_direction
 
     prepared = _prepare_data(recipe)  # also refuses bad data before any trial starts
     if "validation" not in prepared.splits:
@@ -148,7 +148,7 @@ def _metric_names(prepared) -> list[str]:
     three classes), found by scoring a constant guess."""
     import numpy as np
 
-    from ..evaluate import compute_metrics
+    from ..evaluation import compute_metrics
 
     info = prepared.info
     y = prepared.splits["validation"][1].numpy()

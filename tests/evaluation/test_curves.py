@@ -4,7 +4,7 @@ import pytest
 from sklearn import metrics as skm
 
 from danlu.errors import DataError
-from danlu.evaluate import confusion, pr_curve_points, residuals, roc_curve_points
+from danlu.evaluation import confusion, pr_curve_points, residuals, roc_curve_points
 
 
 def _binary_cases(n_cases=60):

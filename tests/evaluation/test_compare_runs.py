@@ -11,8 +11,8 @@ import danlu
 from danlu import _run
 from danlu._index import INDEX_FILE, index_run, list_runs, parse_filter
 from danlu.errors import UserError
-from danlu.evaluate import check_same_data, compare_runs, compute_metrics
-from danlu.evaluate._compare import format_comparison
+from danlu.evaluation import check_same_data, compare_runs, compute_metrics
+from danlu.evaluation._compare import format_comparison
 
 
 def _train(root, name, **changes):

@@ -1,7 +1,7 @@
 """format_table: aligned, ASCII, one row per split."""
 from __future__ import annotations
 
-from danlu.evaluate import format_table
+from danlu.evaluation import format_table
 
 ROWS = {
     "validation": {"accuracy": 0.912345, "f1_macro": 0.5, "log_loss": 0.25},

@@ -9,7 +9,7 @@ from sklearn.model_selection import train_test_split
 
 import danlu
 from danlu import _run
-from danlu.evaluate import (baseline_metrics, baseline_scores, compute_metrics, evaluate_with_baseline, mcnemar,
+from danlu.evaluation import (baseline_metrics, baseline_scores, compute_metrics, evaluate_with_baseline, mcnemar,
                             paired_bootstrap, significance)
 
 

@@ -12,7 +12,7 @@ import torch
 from sklearn import metrics as skm
 
 from danlu.errors import DataError, UserError
-from danlu.evaluate import METRICS, PRIMARY_METRIC, compute_metrics, metric_direction
+from danlu.evaluation import METRICS, PRIMARY_METRIC, compute_metrics, metric_direction
 
 
 def _ours(task, y, scores, **kw):
@@ -365,5 +365,5 @@ def test_primary_metrics_are_computed_and_maximised():
 
 
 def test_module_does_not_import_torch():
-    code = "import sys, danlu.evaluate; sys.exit('torch' in sys.modules)"
+    code = "import sys, danlu.evaluation; sys.exit('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0

@@ -12,7 +12,7 @@ import danlu
 from danlu import _run
 from danlu.data import labelled_rows
 from danlu.errors import DataError, UserError
-from danlu.evaluate import cross_validate, fold_rows
+from danlu.evaluation import cross_validate, fold_rows
 
 
 def _recipe(tmp_path, **extra):
