@@ -59,7 +59,7 @@ def load_bert() -> nn.Module:
 
     path = minilm_path()
     hf_logging.disable_progress_bar()
-    return AutoModel.from_pretrained(str(path), local_files_only=True)
+    return AutoModel.from_pretrained(str(path), local_files_only=True, use_safetensors=True)  # never a pickle
 
 
 def tokenize(texts: list[str], max_length: int) -> torch.Tensor:
