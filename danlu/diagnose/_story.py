@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from .._jsonl import read_jsonl
 from ..errors import UserError
 from ._text import DIAGNOSES, GOOD_NEWS, advice, check_lang, facts_text, fmt, title
 
@@ -227,20 +228,6 @@ _ALSO = {
 # Reading the run
 # ---------------------------------------------------------------------------------------------
 
-def _read_jsonl(path: Path) -> list[dict]:
-    if not path.is_file():
-        return []
-    rows = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            row = json.loads(line)
-        except ValueError:
-            continue  # a line cut short by a kill
-        if isinstance(row, dict):
-            rows.append(row)
-    return rows
-
-
 def _read_recipe(path: Path) -> dict:
     """The raw resolved recipe (not re-validated: a custom model kind may not be registered here)."""
     import yaml
@@ -282,8 +269,8 @@ def story(run_dir, lang: str | None = None) -> str:
     if not (run / "events.jsonl").is_file():
         raise UserError(f"{run}: no events.jsonl, so there is nothing to diagnose; give a run directory made by "
                         f"`danlu train` (training writes events.jsonl as it starts)")
-    events = _read_jsonl(run / "events.jsonl")
-    metrics = _read_jsonl(run / "metrics.jsonl")
+    events = read_jsonl(run / "events.jsonl")
+    metrics = read_jsonl(run / "metrics.jsonl")
     recipe = _read_recipe(run / "recipe.yaml")
     summary_path = run / "summary.json"
     try:

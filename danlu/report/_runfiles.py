@@ -11,6 +11,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .._jsonl import read_jsonl
 from ..errors import UserError
 
 
@@ -60,21 +61,6 @@ def _read_json(path: Path) -> dict:
     except ValueError:
         return {}  # a summary cut by a kill: treat the run as unfinished
     return data if isinstance(data, dict) else {}
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    """The JSON objects of a .jsonl file; lines that do not parse (cut by a kill) are skipped."""
-    if not path.is_file():
-        return []
-    rows = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            row = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(row, dict):
-            rows.append(row)
-    return rows
 
 
 def number(value) -> float:
