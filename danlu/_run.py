@@ -12,6 +12,7 @@ import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -471,27 +472,49 @@ def _load_classical(run_dir: Path, recipe: Recipe, device):
     return model.to(device).eval(), pipeline, meta, recipe
 
 
-def evaluate(run_dir: str | Path, split: str = "test", quantized: str | Path | None = None) -> dict:
-    """Metrics of a finished run's model (or its quantized version) on one split (or ``all``)."""
+@dataclass
+class Scoring:
+    """What scoring a finished run on its own data needs, loaded once."""
+
+    model: Any
+    meta: dict
+    recipe: Recipe
+    prepared: Any
+    loss_fn: Any
+
+    def split(self, name: str, run_dir) -> tuple:
+        if name not in self.prepared.splits:
+            raise UserError(f"{run_dir}: the run has no {name} split (data.split.{name} is 0); "
+                            f"choose one of {', '.join(self.prepared.splits)}")
+        return self.prepared.splits[name]
+
+
+def scoring(run_dir: str | Path, device="cpu", quantized: str | Path | None = None) -> Scoring:
+    """A finished run's model with its data (rows.json included) and loss, for evaluation."""
     from .training._factory import build_loss
 
-    if split not in ("train", "validation", "test", "all"):
-        raise UserError(f"--split must be train, validation, test or all; got {split!r}")
-    model, _pipeline, meta, recipe = load_model(run_dir, quantized=quantized)
+    model, _pipeline, meta, recipe = load_model(run_dir, device=device, quantized=quantized)
     prepared = _prepare_data(recipe, run_dir)
     loss_fn = build_loss(recipe.loss, prepared.info)
     if isinstance(model, TargetScaled):
         loss_fn = scaled_loss(loss_fn, model)
+    return Scoring(model, meta, recipe, prepared, loss_fn)
+
+
+def evaluate(run_dir: str | Path, split: str = "test", quantized: str | Path | None = None) -> dict:
+    """Metrics of a finished run's model (or its quantized version) on one split (or ``all``)."""
+    if split not in ("train", "validation", "test", "all"):
+        raise UserError(f"--split must be train, validation, test or all; got {split!r}")
+    sc = scoring(run_dir, quantized=quantized)
     names = ("train", "validation", "test") if split == "all" else (split,)
     out = {}
     for name in names:
-        if name not in prepared.splits:
-            raise UserError(f"{run_dir}: the recipe has no {name} split (data.split.{name} is 0)")
-        X, y = prepared.splits[name]
-        if meta.get("classical"):   # classical models: the same figures as at fit time
-            out[name] = classical.split_figures(model, X, y, prepared.info, recipe.seed)
+        X, y = sc.split(name, run_dir)
+        if sc.meta.get("classical"):   # classical models: the same figures as at fit time
+            out[name] = classical.split_figures(sc.model, X, y, sc.prepared.info, sc.recipe.seed)
             continue
-        out[name] = evaluate_outputs(model_outputs(model, X), y, loss_fn, meta["loss_kind"], prepared.info)
+        out[name] = evaluate_outputs(model_outputs(sc.model, X), y, sc.loss_fn, sc.meta["loss_kind"],
+                                     sc.prepared.info)
     return out
 
 

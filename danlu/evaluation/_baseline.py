@@ -278,26 +278,17 @@ def run_split_scores(run_dir, split: str = "test") -> SplitScores:
     import torch
 
     from .. import _run
-    from ..errors import UserError
-    from ..training._factory import build_loss, scores_to_proba
+    from ..training._factory import scores_to_proba
     from ..training._loop import evaluate_outputs, model_outputs
-    from ..training._target import scaled_loss
 
     run_dir = Path(run_dir)
-    recipe = _run.read_run_recipe(run_dir)
-    device = _run.resolve_device(recipe.device)
-    model, _pipeline, meta, recipe = _run.load_model(run_dir, device=device)
-    prepared = _run._prepare_data(recipe, run_dir)
-    if split not in prepared.splits:
-        raise UserError(f"{run_dir}: the run has no {split} split (data.split.{split} is 0); "
-                        f"choose one of {', '.join(prepared.splits)}")
-    loss_fn = build_loss(recipe.loss, prepared.info)
-    if meta.get("target_scaled"):
-        loss_fn = scaled_loss(loss_fn, model)
-    X, y = (t.to(device) for t in prepared.splits[split])
+    device = _run.resolve_device(_run.read_run_recipe(run_dir).device)
+    sc = _run.scoring(run_dir, device=device)
+    X, y = (t.to(device) for t in sc.split(split, run_dir))
+    info, kind = sc.prepared.info, sc.meta["loss_kind"]
     with torch.no_grad():
-        out = model_outputs(model, X)
-        figures = evaluate_outputs(out, y, loss_fn, meta["loss_kind"], prepared.info)
-        scores = scores_to_proba(out, meta["loss_kind"], prepared.info).float().cpu().numpy()
-    return SplitScores(split, recipe, prepared.info, prepared, figures, y.cpu().numpy(), scores,
-                       prepared.splits["train"][1].cpu().numpy())
+        out = model_outputs(sc.model, X)
+        figures = evaluate_outputs(out, y, sc.loss_fn, kind, info)
+        scores = scores_to_proba(out, kind, info).float().cpu().numpy()
+    return SplitScores(split, sc.recipe, info, sc.prepared, figures, y.cpu().numpy(), scores,
+                       sc.prepared.splits["train"][1].cpu().numpy())
