@@ -22,6 +22,7 @@ from .recipe import Recipe
 from .training import _checkpoint as ck
 from .training._callbacks import Checkpointer, EarlyStopping, MetricsLog, _direction
 from .training._loop import batch_count, evaluate_outputs, fit, model_outputs
+from .training._objective import is_objective_model, objective_figures
 from .training._progress import Progress
 from .training._state import CallbackList, State
 from .training._target import TargetScaled, scaled_loss, target_stats
@@ -128,6 +129,8 @@ def build_session(recipe: Recipe, run_dir: Path | None, prepared, progress: str 
                   loss_fn=loss_fn, loss_kind=loss_kind, device=device,
                   pipeline=prepared.pipeline, run_dir=run_dir, splits=splits,
                   steps_per_epoch=steps_per_epoch, batches_per_epoch=batches)
+    if is_objective_model(model):   # generative models train on their own objective
+        state.step_loss = model.objective
 
     has_val = "validation" in splits
     monitor = es.monitor
@@ -233,13 +236,17 @@ def evaluate_splits(state: State, names=("train", "validation", "test")) -> dict
     for name in names:
         if name in state.splits:
             X, y = state.splits[name]
+            if is_objective_model(state.model):
+                out[name] = objective_figures(state.model, X, y)
+                continue
             out[name] = evaluate_outputs(model_outputs(state.model, X), y, state.loss_fn, state.loss_kind, state.info)
     return out
 
 
 def finish(state: State, run_dir: Path | None) -> dict:
     summary = evaluate_splits(state)
-    if "test" in state.splits:
+    objective = is_objective_model(state.model)
+    if "test" in state.splits and not objective:   # a generative model has no trivial predictor to beat
         summary["baseline"] = test_baseline(state)
     summary["run"] = {"epochs": state.epoch, "steps": state.step, "stop_reason": state.stop_reason,
                       "restored_best_epoch": state.extra.get("restored_epoch"),
@@ -249,10 +256,27 @@ def finish(state: State, run_dir: Path | None) -> dict:
         ck.atomic_save_tensors(run_dir / "model.safetensors", ck_model_state(state))
         meta = {"loss_kind": state.loss_kind, "info": state.info.to_json(), "model": dict(state.recipe.model),
                 "target_scaled": isinstance(state.model, TargetScaled)}
+        if objective:
+            meta["objective"] = True
         ck.atomic_write_text(run_dir / "model.json", json.dumps(meta, indent=1))
         ck.atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=1))
         _index(run_dir)
+        if objective:
+            _write_model_plots(state, run_dir)
     return summary
+
+
+def _write_model_plots(state: State, run_dir: Path) -> None:
+    """A generative model's own pictures (samples, latent map); failing to draw never fails the run."""
+    draw = getattr(state.model, "write_plots", None)
+    if not callable(draw):
+        return
+    try:
+        with torch.no_grad():
+            state.model.eval()
+            draw(run_dir, state.splits, state.info)
+    except Exception as err:  # noqa: BLE001 — the model and its figures are already saved
+        print(f"danlu: warning: plots of {run_dir} not drawn ({type(err).__name__}: {err})", file=sys.stderr)
 
 
 def test_baseline(state: State) -> dict:
@@ -308,6 +332,10 @@ def train(recipe: Recipe | dict, run_dir: str | Path | None = None, *, overwrite
     """
     if not isinstance(recipe, Recipe):
         recipe = Recipe.from_dict(recipe)
+    if _is_rl(recipe):   # reinforcement learning: an agent in an environment, no data set (danlu.rl)
+        from .rl import train_rl
+
+        return train_rl(recipe, run_dir, overwrite=overwrite, progress=progress)
     if _has_base(recipe):   # pretrained backbone: danlu.transfer builds the session (danlu finetune)
         from .transfer import finetune
 
@@ -334,11 +362,19 @@ def train(recipe: Recipe | dict, run_dir: str | Path | None = None, *, overwrite
                             list(callbacks) + _distributed_callbacks(dist))
     if prepare_session is not None:
         prepare_session(session)
+    if dist is not None and is_objective_model(session.state.model):
+        raise UserError(f"{recipe.source}: model kind {recipe.model.kind!r} trains on its own objective, which "
+                        f"runs in one process only; drop --nproc / torchrun")
     fit(session.state, session.callbacks)
     summary = finish(session.state, path) if writes else {}
     if writes:
         _export_qat(recipe, path, progress)
     return Run(path, summary)
+
+
+def _is_rl(recipe: Recipe) -> bool:
+    env = recipe.get("env")
+    return bool(env and env.get("name"))
 
 
 def _has_base(recipe: Recipe) -> bool:
@@ -375,6 +411,10 @@ def resume(run_dir: str | Path, checkpoint: str | None = None, *, progress: str 
     """Continue a run from its newest checkpoint (or the one named); a finished run is left as it is."""
     run_dir = Path(run_dir)
     recipe = read_run_recipe(run_dir)
+    if _is_rl(recipe):
+        from .rl import resume_rl
+
+        return resume_rl(run_dir, checkpoint, progress=progress)
     if _has_base(recipe) and not (run_dir / "summary.json").is_file():
         raise UserError(f"{run_dir}: runs that start from a pretrained backbone (base:) cannot be resumed yet; "
                         f"train again with `danlu finetune {run_dir / 'recipe.yaml'}`")
@@ -513,6 +553,9 @@ def evaluate(run_dir: str | Path, split: str = "test", quantized: str | Path | N
         if sc.meta.get("classical"):   # classical models: the same figures as at fit time
             out[name] = classical.split_figures(sc.model, X, y, sc.prepared.info, sc.recipe.seed)
             continue
+        if sc.meta.get("objective"):   # generative models: their own figures, as at the end of training
+            out[name] = objective_figures(sc.model, X, y)
+            continue
         out[name] = evaluate_outputs(model_outputs(sc.model, X), y, sc.loss_fn, sc.meta["loss_kind"],
                                      sc.prepared.info)
     return out
@@ -526,7 +569,10 @@ def predict(run_dir: str | Path, input_path: str | Path, output: str | Path | No
 
     if output is not None and str(output) != "-" and Path(output).exists() and not overwrite:
         raise UserError(f"{output}: already exists; choose another -o path or pass --overwrite")
-    model, pipeline, meta, _recipe = load_model(run_dir, quantized=quantized)
+    model, pipeline, meta, recipe = load_model(run_dir, quantized=quantized)
+    if meta.get("objective"):
+        raise UserError(f"{run_dir}: a {recipe.model.kind} run makes no predictions for rows; use "
+                        f"`danlu generate {run_dir}` for samples or `danlu latent {run_dir}` for its latent space")
     X, given = pipeline.load_input(str(input_path))
     if meta.get("unsupervised"):   # classical models: k-means answers the cluster id of each row
         rows = [{given.id_name: given.ids[i], "prediction": int(c)}

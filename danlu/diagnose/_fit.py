@@ -48,6 +48,8 @@ class FitMonitor:
     def on_fit_end(self, state) -> None:
         if state.extra.get("diverged") or state.epoch == 0 or "train" not in state.splits:
             return  # a blown-up model is not underfit; and nothing was trained yet
+        if state.step_loss is not None and state.step_loss == getattr(state.model, "objective", None):
+            return  # a generative model has no trivial predictor to be compared with
         facts = underfitting_facts(state)
         if facts is not None:
             report(state, "underfitting", self.lang, epoch=state.epoch - 1, **facts)

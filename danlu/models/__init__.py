@@ -10,6 +10,7 @@ Importing this package does not import torch (recipe validation uses it); the ne
 below are loaded on first use.
 """
 from . import _builtin  # noqa: F401  (registers linear, logistic, perceptron, mlp, cnn, rnn)
+from . import _autoencoder_kind, _diffusion_kind, _vae_kind  # noqa: F401  (autoencoder, diffusion, vae)
 from ._check import check_model_builder, random_batch
 from ._registry import (
     MODELS,

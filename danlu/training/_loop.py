@@ -5,6 +5,7 @@ import math
 
 import torch
 
+from ._objective import is_objective_model, objective_figures
 from ._state import CallbackList, Event, State
 
 
@@ -107,8 +108,11 @@ def validate(state: State) -> dict:
            "train_loss_running_mean": state.train_loss_running_mean, "lr": state.lr}
     if "validation" in state.splits:
         Xv, yv = state.splits["validation"]
-        out = model_outputs(state.model, Xv)
-        figures = evaluate_outputs(out, yv, state.loss_fn, state.loss_kind, state.info)
+        if is_objective_model(state.model):   # generative models: their own figures
+            figures = objective_figures(state.model, Xv, yv)
+        else:
+            figures = evaluate_outputs(model_outputs(state.model, Xv), yv, state.loss_fn, state.loss_kind,
+                                       state.info)
         row.update({f"val_{k}": v for k, v in figures.items()})
     return row
 

@@ -1,0 +1,2 @@
+"""Registers the `diffusion` model kind (keys and a torch-free builder entry)."""
+from __future__ import annotations
