@@ -114,7 +114,7 @@ def build_session(recipe: Recipe, run_dir: Path | None, prepared, progress: str 
     seed_everything(recipe.seed, recipe.train.deterministic, device)
     model = _transform_model(recipe, build_model(recipe.model, info, output_dim(loss_kind, info)), info)
     loss_fn = build_loss(recipe.loss, info)
-    if info.task == "regression" and recipe.data.scale_target:
+    if info.task == "regression" and recipe.data.scale_target and not is_objective_model(model):
         model = TargetScaled(model, *target_stats(prepared.splits["train"][1]))
         loss_fn = scaled_loss(loss_fn, model)
     model = model.to(device)
@@ -498,6 +498,15 @@ def load_model(run_dir: str | Path, device="cpu", quantized: str | Path | None =
     return model, pipeline, meta, recipe
 
 
+def refuse_generative(run_dir, meta: dict, recipe: Recipe, verb: str) -> None:
+    """Verbs that need predictions for rows (predict, serve, ensemble, distill, quantize, compare)
+    do not apply to a generative run; say so, and what does apply."""
+    if meta.get("objective"):
+        raise UserError(f"{run_dir}: a {recipe.model.kind} run makes no predictions for rows, so `danlu {verb}` "
+                        f"does not apply; use `danlu generate {run_dir}` for samples, `danlu latent {run_dir}` "
+                        f"for its latent space or `danlu eval {run_dir}` for its figures")
+
+
 def _load_classical(run_dir: Path, recipe: Recipe, device):
     """Classical models (danlu.classical): model.skops read against its trust list, as a module."""
     from .data import Pipeline
@@ -570,13 +579,11 @@ def predict(run_dir: str | Path, input_path: str | Path, output: str | Path | No
     if output is not None and str(output) != "-" and Path(output).exists() and not overwrite:
         raise UserError(f"{output}: already exists; choose another -o path or pass --overwrite")
     model, pipeline, meta, recipe = load_model(run_dir, quantized=quantized)
-    if meta.get("objective"):
-        raise UserError(f"{run_dir}: a {recipe.model.kind} run makes no predictions for rows; use "
-                        f"`danlu generate {run_dir}` for samples or `danlu latent {run_dir}` for its latent space")
+    refuse_generative(run_dir, meta, recipe, "predict")
     X, given = pipeline.load_input(str(input_path))
-    if meta.get("unsupervised"):   # classical models: k-means answers the cluster id of each row
-        rows = [{given.id_name: given.ids[i], "prediction": int(c)}
-                for i, c in enumerate(classical.cluster_ids(model, X))]
+    if meta.get("unsupervised"):   # classical models: a cluster id (k-means) or the components pc1..pcK (pca)
+        rows = [{given.id_name: given.ids[i], **answer}
+                for i, answer in enumerate(classical.unsupervised_answers(model, X))]
         if output is not None:
             write_csv(rows, Path(output))
         return rows

@@ -11,7 +11,9 @@ Choices made once, here:
   kinds do not depend on the target's scale.
 * gradient_boosting is ``HistGradientBoosting*`` (binned features, fast on every size) without
   internal early stopping, so every training row is used and the result depends only on the seed.
-* Every estimator gets ``random_state = recipe seed``.
+* pca uses the exact (LAPACK, ``svd_solver="full"``) decomposition: the result is the one
+  scikit-learn gives on the same rows whatever their size, and needs no seed.
+* Every other estimator gets ``random_state = recipe seed``.
 """
 from __future__ import annotations
 
@@ -111,6 +113,12 @@ def _kmeans(cfg, info, seed, classify, scale_target):
                   max_iter=cfg["max_iter"], random_state=seed)
 
 
+def _pca(cfg, info, seed, classify, scale_target):
+    from sklearn.decomposition import PCA
+
+    return PCA(n_components=cfg["n_components"], whiten=cfg["whiten"], svd_solver="full")
+
+
 def n_clusters(cfg, info) -> int:
     if cfg["n_clusters"] is not None:
         return int(cfg["n_clusters"])
@@ -123,4 +131,5 @@ _BUILDERS = {
     "svm": _svm,
     "gradient_boosting": _gradient_boosting,
     "kmeans": _kmeans,
+    "pca": _pca,
 }

@@ -14,7 +14,13 @@ Figures per split:
 * regression: ``loss`` is the MSE, then the regression metrics;
 * k-means: ``inertia`` (sum of squared distances to the nearest centre, scikit-learn's
   definition), ``silhouette`` (over at most 2000 rows, seeded) and, when the labels are classes,
-  ``adjusted_rand`` between clusters and classes.
+  ``adjusted_rand`` between clusters and classes;
+* pca: ``reconstruction_mse`` (mean squared difference between a row and its reconstruction
+  from the kept components) and ``variance_explained`` (the share of the split's variance that
+  the reconstruction keeps; on the training split, the sum of scikit-learn's
+  ``explained_variance_ratio_``). The per-component ratios of the fit are in ``run``.
+
+Unsupervised runs also draw their pictures into ``RUN/plots/`` (``_plots``).
 """
 from __future__ import annotations
 
@@ -62,8 +68,25 @@ class Plan:
         summary["run"] = {"classical": True, "kind": self.kind, "estimator": type(self.estimator).__name__,
                           "fit_seconds": seconds, "epochs": 1, "steps": 0, "stop_reason": None, "parameters": None,
                           "device": "cpu", "events": 0, "size": size_facts(self.estimator)}
+        if self.kind == "pca":
+            summary["run"]["explained_variance_ratio"] = [float(r) for r in self.estimator.explained_variance_ratio_]
         self._write(run_dir, summary, digest)
+        if self.kind in UNSUPERVISED_KINDS:
+            self._draw(prepared.splits, run_dir, show)
         return summary
+
+    def _draw(self, splits: dict, run_dir: Path, show: bool) -> None:
+        """The run's pictures; failing to draw never fails the run (the model is already saved)."""
+        from ._plots import write_plots
+
+        try:
+            paths = write_plots(self.estimator, self.kind, splits, self.info, run_dir / "plots", self.recipe.seed,
+                                self.recipe.model.n_jobs)
+        except Exception as err:  # noqa: BLE001
+            print(f"danlu: warning: plots of {run_dir} not drawn ({type(err).__name__}: {err})", file=sys.stderr)
+            return
+        if show:
+            print(f"danlu: plots: {', '.join(str(p) for p in paths)}", file=sys.stderr, flush=True)
 
     def _fit(self, train, run_dir: Path, show: bool) -> float:
         X, y = train
@@ -113,7 +136,21 @@ def plan(recipe, prepared) -> Plan | None:
     if kind == "kmeans" and estimator.n_clusters > len(prepared.splits["train"][0]):
         raise RecipeError(f"{recipe.source}: model.n_clusters {estimator.n_clusters} is more than the "
                           f"{len(prepared.splits['train'][0])} training rows; lower model.n_clusters")
+    if kind == "pca":
+        _check_components(recipe, prepared)
     return Plan(recipe, info, estimator)
+
+
+def _check_components(recipe, prepared) -> None:
+    """PCA keeps at most min(rows, features) components: say which one binds, before fitting."""
+    X = prepared.splits["train"][0]
+    rows, features = len(X), int(np.prod(X.shape[1:]))
+    limit = min(rows, features)
+    wanted = recipe.model.n_components
+    if wanted > limit:
+        what = f"{features} features" if features <= rows else f"{rows} training rows"
+        raise RecipeError(f"{recipe.source}: model.n_components {wanted} is more than the {what} of the data; "
+                          f"set model.n_components to at most {limit}")
 
 
 def _check_calibration_folds(recipe, prepared) -> None:
@@ -159,9 +196,12 @@ def load_module(run_dir: str | Path, meta: dict, info) -> SklearnModel:
 # ---------------------------------------------------------------------------------------------
 
 def split_figures(module: SklearnModel, X, y, info, seed: int = 0) -> dict:
-    """Loss and metrics of one split, as for a neural run (k-means: cluster figures)."""
+    """Loss and metrics of one split, as for a neural run (k-means: cluster figures; pca: how well
+    the components rebuild the rows)."""
     from ..training import evaluate_outputs, model_outputs
 
+    if module.kind == "pca":
+        return component_figures(module.estimator, X, module.n_jobs)
     if module.kind in UNSUPERVISED_KINDS:
         return cluster_figures(module.estimator, X, y, info, seed, module.n_jobs)
     loss_kind = "cross_entropy" if info.task == "classification" else "mse"
@@ -193,9 +233,38 @@ def cluster_figures(estimator, X, y, info, seed: int = 0, n_jobs: int = 1) -> di
     return out
 
 
+def component_figures(estimator, X, n_jobs: int = 1) -> dict:
+    """``reconstruction_mse`` and ``variance_explained`` of a fitted PCA on the rows ``X``.
+
+    ``variance_explained`` is 1 - (squared reconstruction error) / (squared distance to the split's
+    own mean): on the training rows exactly the summed ``explained_variance_ratio_``, and on a
+    held-out split the same question asked of new rows. A split without variance has none.
+    """
+    rows = as_rows(X)
+    with thread_limit(n_jobs):
+        rebuilt = estimator.inverse_transform(estimator.transform(rows))
+    rows = rows.astype(np.float64)
+    error = np.square(rows - rebuilt.astype(np.float64))
+    out = {"reconstruction_mse": float(error.mean())}
+    spread = float(np.square(rows - rows.mean(axis=0)).sum())
+    if spread > 0:
+        out["variance_explained"] = 1.0 - float(error.sum()) / spread
+    return out
+
+
 def cluster_ids(module: SklearnModel, X) -> np.ndarray:
     with thread_limit(module.n_jobs):
         return np.asarray(module.estimator.predict(as_rows(X)), dtype=np.int64)
+
+
+def unsupervised_answers(module: SklearnModel, X) -> list[dict]:
+    """What ``danlu predict`` and ``danlu serve`` answer for each row of an unsupervised run:
+    ``{"prediction": cluster id}`` (k-means) or ``{"pc1": ..., "pcK": ...}`` (pca)."""
+    if module.kind == "pca":
+        with thread_limit(module.n_jobs):
+            components = module.estimator.transform(as_rows(X))
+        return [{f"pc{k + 1}": float(v) for k, v in enumerate(row)} for row in components]
+    return [{"prediction": int(c)} for c in cluster_ids(module, X)]
 
 
 def size_facts(estimator) -> dict:
@@ -215,4 +284,6 @@ def size_facts(estimator) -> dict:
         facts["iterations"] = int(np.max(inner.n_iter_))
     if hasattr(inner, "cluster_centers_"):
         facts["clusters"] = int(len(inner.cluster_centers_))
+    if hasattr(inner, "components_"):
+        facts["components"] = int(len(inner.components_))
     return facts

@@ -79,6 +79,13 @@ KMEANS_PARAMS = {
     "max_iter": Field(int, 300, min=1, nullable=False, doc="most iterations of one run"),
 }
 
+PCA_PARAMS = {
+    "n_components": Field(int, 2, min=1, nullable=False,
+                          doc="principal components kept (at most the number of features)"),
+    "whiten": Field(bool, False, nullable=False,
+                    doc="scale each component to unit variance (the reconstruction is unchanged)"),
+}
+
 # One thread by default: predictable on a shared machine, and OpenMP threads that spin-wait for a
 # busy core made gradient boosting 15x slower on a loaded 2-core box. Raise it for big data.
 N_JOBS = Field(int, 1, min=-1, nullable=False, doc="CPU threads for fitting and predicting (-1: all cores)")
@@ -89,13 +96,14 @@ KIND_PARAMS = {
     "svm": SVM_PARAMS | {"n_jobs": N_JOBS},
     "gradient_boosting": GRADIENT_BOOSTING_PARAMS | {"n_jobs": N_JOBS},
     "kmeans": KMEANS_PARAMS | {"n_jobs": N_JOBS},
+    "pca": PCA_PARAMS | {"n_jobs": N_JOBS},
 }
 
 #: The model kinds that are scikit-learn estimators, fitted once instead of trained by the loop.
 CLASSICAL_KINDS = frozenset(KIND_PARAMS)
 
-#: Kinds that learn without the labels (their prediction is a cluster id).
-UNSUPERVISED_KINDS = frozenset({"kmeans"})
+#: Kinds that learn without the labels: k-means answers a cluster id, PCA the components of a row.
+UNSUPERVISED_KINDS = frozenset({"kmeans", "pca"})
 
 
 def is_classical(kind_or_recipe) -> bool:

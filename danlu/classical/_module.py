@@ -7,7 +7,8 @@ The module's output follows the neural conventions with ``loss_kind`` cross_entr
   column per class of the data even when a class was missing from the training rows, so
   ``softmax(output)`` gives back the estimator's probabilities;
 * regression: the predictions, ``(N, n_targets)``;
-* k-means: minus the squared distance to each centre, so ``argmax`` is the cluster id.
+* k-means: minus the squared distance to each centre, so ``argmax`` is the cluster id;
+* pca: the principal components of each row, ``(N, n_components)``.
 
 The output is float64 (what scikit-learn computes in), on the device of the input. The module has
 no parameters and no gradient: it is for inference only.
@@ -37,6 +38,8 @@ class SklearnModel(nn.Module):
         with thread_limit(self.n_jobs):
             if self.kind == "kmeans":
                 out = -np.square(self.estimator.transform(rows))
+            elif self.kind == "pca":
+                out = np.asarray(self.estimator.transform(rows), dtype=np.float64)
             elif self.info.task == "classification":
                 out = np.log(np.clip(class_proba(self.estimator, rows, self.info.n_classes), EPS, None))
             else:

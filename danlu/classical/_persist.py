@@ -47,8 +47,9 @@ TRUSTED_TYPES = (
     "sklearn._loss._loss.CyHalfSquaredError",
     "sklearn._loss.link.IdentityLink", "sklearn._loss.link.LogitLink", "sklearn._loss.link.MultinomialLogit",
     "sklearn._loss.link.Interval",
-    # kmeans
+    # kmeans, pca
     "sklearn.cluster._kmeans.KMeans",
+    "sklearn.decomposition._pca.PCA",
 )
 
 

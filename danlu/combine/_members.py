@@ -136,9 +136,10 @@ def _member(path: Path, name: str, prepared, splits, device) -> Member:
     from .. import _run
 
     model, pipeline, meta, recipe = _run.load_model(path, device=device)
+    _run.refuse_generative(path, meta, recipe, "ensemble")
     if meta.get("unsupervised"):
-        raise UserError(f"{path}: a {meta.get('kind', 'clustering')} run predicts clusters, not the labels; "
-                        f"it cannot be combined or distilled from")
+        raise UserError(f"{path}: a {meta.get('kind', 'clustering')} run learns without the labels (clusters or "
+                        f"components); it cannot be combined or distilled from")
     info = pipeline.info
     if info.task != prepared.info.task or info.classes != prepared.info.classes:
         raise UserError(f"{path}: its task or classes differ from the other runs' ({info.task}, "

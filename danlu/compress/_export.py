@@ -135,6 +135,7 @@ def quantize_run(run_dir, spec: QuantSpec | None = None, *, act: str = "none", c
     _check_options(act, calibrate_batches, observer, percentile, budget_mb, avg_bits)
     run_dir = Path(run_dir)
     model, _pipeline, meta, recipe = _run.load_model(run_dir)
+    _run.refuse_generative(run_dir, meta, recipe, "quantize")
     trained = qat_spec(model)              # a QAT run: quantize with the grid it was trained on
     strip_qat(model)
     spec = spec or trained or QuantSpec()

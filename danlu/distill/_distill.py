@@ -130,7 +130,8 @@ def _load_teacher(path: Path, device):
     from .. import _run
     from ._loss import Teacher
 
-    model, pipeline, meta, _recipe = _run.load_model(path, device=device)
+    model, pipeline, meta, recipe = _run.load_model(path, device=device)
+    _run.refuse_generative(path, meta, recipe, "distill")
     info = pipeline.info
     if meta.get("unsupervised") or info.task != "classification":
         raise UserError(f"{path}: a teacher must be a classifier (its class probabilities are the soft targets); "

@@ -284,6 +284,7 @@ def run_split_scores(run_dir, split: str = "test") -> SplitScores:
     run_dir = Path(run_dir)
     device = _run.resolve_device(_run.read_run_recipe(run_dir).device)
     sc = _run.scoring(run_dir, device=device)
+    _run.refuse_generative(run_dir, sc.meta, sc.recipe, "compare")
     X, y = (t.to(device) for t in sc.split(split, run_dir))
     info, kind = sc.prepared.info, sc.meta["loss_kind"]
     with torch.no_grad():

@@ -47,25 +47,54 @@ def _check(name, info, out_dim, cfg, batch_size, device, seed):
     _check_same_weights(model, twin, name)
     _require(list(model.parameters()), f"{name}: the model has no parameters to train")
 
-    x = random_batch(info, batch_size, device, seed)
-    model.train()
-    out = model(x)
-    _require(tuple(out.shape) == (batch_size, out_dim),
-             f"{name}: output shape {tuple(out.shape)}, expected {(batch_size, out_dim)}")
-    _require(torch.isfinite(out).all(), f"{name}: non-finite values in the output")
-    # Random weights on the outputs, so that no gradient cancels out by symmetry.
-    (out * torch.randn_like(out)).sum().backward()
+    if callable(getattr(model, "objective", None)):
+        _check_objective(model, info, name, batch_size, device, seed)
+    else:
+        x = random_batch(info, batch_size, device, seed)
+        model.train()
+        out = model(x)
+        _require(tuple(out.shape) == (batch_size, out_dim),
+                 f"{name}: output shape {tuple(out.shape)}, expected {(batch_size, out_dim)}")
+        _require(torch.isfinite(out).all(), f"{name}: non-finite values in the output")
+        # Random weights on the outputs, so that no gradient cancels out by symmetry.
+        (out * torch.randn_like(out)).sum().backward()
+        _check_gradients(model, name)
+        model.eval()
+        with torch.no_grad():
+            first, second = model(x), model(x)
+        _require(torch.equal(first, second), f"{name}: eval-mode output differs between two calls")
+    safetensors_bytes({k: v.detach().cpu() for k, v in model.state_dict().items()})  # raises if not storable
+    return model
+
+
+def _check_gradients(model, name: str) -> None:
+    import torch
+
     for pname, p in model.named_parameters():
         _require(p.grad is not None, f"{name}: parameter {pname} gets no gradient (is it used in forward?)")
         _require(torch.isfinite(p.grad).all(), f"{name}: parameter {pname} has a non-finite gradient")
         _require(p.grad.abs().sum() > 0, f"{name}: parameter {pname} has an all-zero gradient")
 
-    model.eval()
-    with torch.no_grad():
-        first, second = model(x), model(x)
-    _require(torch.equal(first, second), f"{name}: eval-mode output differs between two calls")
-    safetensors_bytes({k: v.detach().cpu() for k, v in model.state_dict().items()})  # raises if not storable
-    return model
+
+def _check_objective(model, info, name: str, batch_size: int, device, seed: int) -> None:
+    """Models with their own objective (generative kinds): a finite scalar loss whose gradient
+    reaches every parameter, and repeatable figures. Inputs are pixels in [0, 1]."""
+    import torch
+
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.rand((batch_size, *info.input_shape), generator=gen).to(device)
+    y = torch.zeros(batch_size, dtype=torch.long, device=device)
+    model.train()
+    loss = model.objective(x, y)
+    _require(loss.dim() == 0 and torch.isfinite(loss), f"{name}: objective must be a finite scalar, got {loss}")
+    loss.backward()
+    _check_gradients(model, name)
+    if callable(getattr(model, "figures", None)):
+        model.eval()
+        with torch.no_grad():
+            first, second = model.figures(x, y), model.figures(x, y)
+        _require("loss" in first, f"{name}: figures() must include 'loss'")
+        _require(first == second, f"{name}: figures() differ between two calls")
 
 
 def random_batch(info, batch_size: int, device=None, seed: int = 0):

@@ -41,7 +41,8 @@ def gather(run_dir, recipe) -> Evidence:
     info = prepared.info
     split = next(s for s in ("test", "validation", "train") if s in prepared.splits)
     X, y = prepared.splits[split]
-    device = next(model.parameters()).device
+    weights = next(model.parameters(), None)   # classical models may hold no torch parameters
+    device = weights.device if weights is not None else torch.device("cpu")
     with torch.no_grad():
         out = model_outputs(model, X.to(device))
         scores = scores_to_proba(out, meta["loss_kind"], info)

@@ -16,7 +16,7 @@ from ..errors import UserError
 from . import _html as h
 from . import _plots
 from ._runfiles import RunFiles, read_run
-from ._text import heading, phrase, split_name
+from ._text import has_phrase, heading, phrase, split_name
 
 SPLITS = ("train", "validation", "test")
 
@@ -83,6 +83,8 @@ def _evidence(run: RunFiles, lang: str):
     """(Evidence, None), or (None, why) when the final model or the data cannot be had."""
     if not run.finished:
         return None, phrase("no_model", lang, path=run.path)
+    if run.own_pictures:
+        return None, None
     from ._evidence import gather
 
     print(f"report: {run.path}: evaluating the saved model on its data", file=sys.stderr)
@@ -180,6 +182,8 @@ def _curves(run: RunFiles, plots: Path, lang: str) -> h.Section:
 
     if not run.history:
         return h.Section("curves", heading("curves", lang), h.para(phrase("no_epochs", lang)))
+    if not any("val_loss" in row or "train_loss_running_mean" in row for row in run.history):
+        return h.Section("curves", heading("curves", lang), h.para(phrase("no_curve", lang)))
     primary = PRIMARY_METRIC["classification" if "val_accuracy" in run.history[-1] else "regression"]
     png = _plots.plot_training_curves(run.history, plots / "curves.png", primary=primary)
     body = h.figure(png, phrase("curves_caption", lang, metric=primary), "training curves")
@@ -213,6 +217,8 @@ def _gradients(run: RunFiles, plots: Path, lang: str) -> h.Section:
 def _evaluation(run: RunFiles, evidence, missing: str | None, plots: Path, lang: str) -> h.Section:
     split = evidence.split if evidence is not None else "test"
     title = heading("evaluation", lang, split=split, split_zh=split_name(split, "zh"))
+    if evidence is None and missing is None and run.own_pictures:
+        return h.Section("evaluation", title, _own_pictures(run, plots, lang))
     if evidence is None:
         return h.Section("evaluation", title, h.para(phrase("no_evaluation", lang, why=missing)))
     where = {"split": split, "split_zh": split_name(split, "zh")}
@@ -221,6 +227,21 @@ def _evaluation(run: RunFiles, evidence, missing: str | None, plots: Path, lang:
     else:
         body = _regression_figures(evidence, plots, lang, where)
     return h.Section("evaluation", title, body)
+
+
+REPORT_PICTURES = {"curves.png", "lr.png", "grad_norms.png", "roc.png", "pr.png", "confusion.png",
+                   "residuals.png", "predicted_vs_true.png"}
+
+
+def _own_pictures(run: RunFiles, plots: Path, lang: str) -> h.Markup:
+    """The pictures the model drew when training ended (RUN/plots/): samples, latent maps,
+    clusters, components. Nothing to judge against labels, so they are shown as they are."""
+    found = sorted(p for p in (run.path / "plots").glob("*.png") if p.name not in REPORT_PICTURES)
+    if not found:
+        return h.para(phrase("no_pictures", lang, path=run.path / "plots"))
+    items = [h.figure(p, phrase(f"picture_{p.stem}", lang) if has_phrase(f"picture_{p.stem}") else p.stem, p.stem)
+             for p in found]
+    return h.figures(*items)
 
 
 def _classification_figures(ev, plots: Path, lang: str, where: dict) -> h.Markup:

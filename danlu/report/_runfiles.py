@@ -27,11 +27,26 @@ class RunFiles:
 
     @property
     def finished(self) -> bool:
-        return bool(self.summary) and (self.path / "model.safetensors").is_file()
+        return bool(self.summary) and any((self.path / name).is_file() for name in MODEL_FILES)
+
+    @property
+    def model_meta(self) -> dict:
+        """model.json: how the model was saved (``objective`` and ``unsupervised`` runs among them)."""
+        return _read_json(self.path / "model.json")
+
+    @property
+    def own_pictures(self) -> bool:
+        """Runs that draw their own pictures (samples, latent maps, clusters, components) instead of
+        predicting labels that a confusion matrix or ROC curve could judge."""
+        meta = self.model_meta
+        return bool(meta.get("objective") or meta.get("unsupervised"))
 
     @property
     def name(self) -> str:
         return self.recipe.name or self.path.name
+
+
+MODEL_FILES = ("model.safetensors", "model.skops")   # neural and classical models
 
 
 def read_run(run_dir: str | Path) -> RunFiles:

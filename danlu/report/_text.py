@@ -94,6 +94,24 @@ PHRASES = {
     "scatter_caption": ("Predicted against true values on the {split} split; points on the diagonal are exact.",
                         "{split_zh}上预测值与真实值的对比；落在对角线上的点完全准确。"),
     "no_evaluation": ("Not available: {why}", "无法生成：{why}"),
+    "no_curve": ("The model was fitted in one go (no epochs), so there is no loss curve.",
+                 "模型一次拟合完成（没有轮次），因此没有损失曲线。"),
+    "no_pictures": ("The run drew no pictures in {path}.", "运行没有在 {path} 中画图。"),
+    "picture_samples": ("Samples drawn from the model (fixed seed).", "从模型中采样得到的图像（固定种子）。"),
+    "picture_latent_map": ("The latent space: each test image's code, coloured by its label.",
+                           "潜在空间：每张测试图像的编码，按标签着色。"),
+    "picture_codes": ("The autoencoder's codes of the test images, coloured by label.", "自编码器对测试图像的编码，按标签着色。"),
+    "picture_reconstructions": ("Test images (top) over their reconstructions (bottom).",
+                                "测试图像（上）与其重构（下）。"),
+    "picture_clusters": ("Clusters on the first two principal components, beside the true labels.",
+                         "前两个主成分上的聚类结果，旁边是真实标签。"),
+    "picture_silhouette": ("Silhouette of each row: how much closer it is to its own cluster than to the next.",
+                           "每一行的轮廓系数：它离自己的簇比离最近的其他簇近多少。"),
+    "picture_components": ("The rows on the first two principal components, coloured by label.",
+                           "各行在前两个主成分上的位置，按标签着色。"),
+    "picture_scree": ("Share of the variance kept by the first k components.", "前 k 个主成分保留的方差比例。"),
+    "picture_returns": ("Episode returns while training, with their moving average.", "训练中每回合的回报及其滑动平均。"),
+    "picture_interpolation": ("Decoded points on the line between two inputs' codes.", "两个输入编码之间连线上各点的解码结果。"),
     "no_model": ("the run has not finished, so there is no final model yet; continue it with `danlu resume {path}`",
                  "运行尚未完成，还没有最终模型；可用 `danlu resume {path}` 继续"),
     "events_only": ("The diagnosis module is not available; the events as logged:", "诊断模块不可用；记录的事件如下："),
@@ -101,6 +119,10 @@ PHRASES = {
     "recipe_note": ("The resolved recipe (recipe.yaml); `danlu train` on it reproduces the run.",
                     "解析后的完整配方（recipe.yaml）；用 `danlu train` 运行它即可复现这次训练。"),
 }
+
+
+def has_phrase(key: str) -> bool:
+    return key in PHRASES
 
 
 def phrase(key: str, lang: str, **values) -> str:

@@ -87,13 +87,14 @@ def export_onnx(run_dir: str | Path, path: str | Path | None = None, *, overwrit
     Beside it, ``<path>.pipeline.json`` describes the input (columns, shape, category codes) and the
     outputs. Returns the path of the ONNX file.
     """
-    from .._run import load_model
+    from .._run import load_model, refuse_generative
 
     run_dir = Path(run_dir)
     path = Path(path) if path is not None else run_dir / "model.onnx"
     if path.exists() and not overwrite:
         raise UserError(f"{path}: already exists; choose another -o path or pass --overwrite")
     model, pipeline, meta, recipe = load_model(run_dir, device="cpu")
+    refuse_generative(run_dir, meta, recipe, "export")
     if _is_classical(recipe):
         raise UserError(f"{run_dir}: model kind '{recipe.model.kind}' is a scikit-learn model; ONNX export "
                         f"covers danlu's neural models (mlp, cnn, rnn, ...) — use `danlu serve` for it instead")

@@ -21,22 +21,24 @@ class Predictor:
     """
 
     def __init__(self, run_dir: str | Path, device: str = "auto"):
-        from .._run import load_model, resolve_device
+        from .._run import load_model, refuse_generative, resolve_device
 
         self.run_dir = Path(run_dir)
         self.device = resolve_device(device)
         self.model, self.pipeline, self.meta, self.recipe = load_model(self.run_dir, device=self.device)
+        refuse_generative(self.run_dir, self.meta, self.recipe, "serve")
         self.model.eval()
         self._lock = threading.Lock()
 
     def predict(self, rows: list) -> list[dict]:
-        """One answer per row: label and class probabilities, a value (regression) or a cluster id."""
+        """One answer per row: label and class probabilities, a value (regression), a cluster id
+        (k-means) or the components (pca)."""
         X = rows_to_features(self.pipeline, rows)
         with self._lock, torch.no_grad():
             if self.meta.get("unsupervised"):
-                from ..classical import cluster_ids
+                from ..classical import unsupervised_answers
 
-                return [{"prediction": int(c)} for c in cluster_ids(self.model, X)]
+                return unsupervised_answers(self.model, X)
             scores = self._scores(X)
         return self._answers(scores)
 

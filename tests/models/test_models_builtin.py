@@ -18,7 +18,7 @@ def make_info(input_shape, categorical=(), task="classification", n_classes=3, k
 
 def info_for(kind):
     """Data each kind is meant for; other kinds (plugins) get tabular rows with categories."""
-    if kind == "cnn":
+    if kind in ("cnn", "vae", "autoencoder", "diffusion"):
         return make_info((1, 8, 8), kind="image")
     if kind == "rnn":
         return make_info((12, 3), kind="sequence")
