@@ -472,6 +472,10 @@ def load_model(run_dir: str | Path, device="cpu", quantized: str | Path | None =
 
     run_dir = Path(run_dir)
     recipe = read_run_recipe(run_dir)
+    if _is_rl(recipe):
+        raise UserError(f"{run_dir}: an agent's run ({recipe.env.name}) holds a policy that acts in its environment, "
+                        f"not a model of data rows; use `danlu eval`, `danlu diagnose`, `danlu report` or "
+                        f"`danlu resume` on it")
     if _has_base(recipe):   # text and fine-tuned runs: danlu.transfer knows their pipeline
         from .transfer import is_text_run, load_text_model
 
@@ -554,6 +558,11 @@ def evaluate(run_dir: str | Path, split: str = "test", quantized: str | Path | N
     """Metrics of a finished run's model (or its quantized version) on one split (or ``all``)."""
     if split not in ("train", "validation", "test", "all"):
         raise UserError(f"--split must be train, validation, test or all; got {split!r}")
+    recipe = read_run_recipe(Path(run_dir))
+    if _is_rl(recipe):   # an agent: its greedy policy over the evaluation episodes (no data splits)
+        from .rl import evaluate_rl
+
+        return {"test": evaluate_rl(run_dir, recipe.env.eval_episodes)}
     sc = scoring(run_dir, quantized=quantized)
     names = ("train", "validation", "test") if split == "all" else (split,)
     out = {}
@@ -578,6 +587,9 @@ def predict(run_dir: str | Path, input_path: str | Path, output: str | Path | No
 
     if output is not None and str(output) != "-" and Path(output).exists() and not overwrite:
         raise UserError(f"{output}: already exists; choose another -o path or pass --overwrite")
+    if _is_rl(read_run_recipe(Path(run_dir))):
+        raise UserError(f"{run_dir}: an agent's run acts in its environment and makes no predictions for rows; "
+                        f"use `danlu eval {run_dir}` for its return over evaluation episodes")
     model, pipeline, meta, recipe = load_model(run_dir, quantized=quantized)
     refuse_generative(run_dir, meta, recipe, "predict")
     X, given = pipeline.load_input(str(input_path))

@@ -271,6 +271,35 @@ LORA = Section({
     "train_head": _f(bool, True, nullable=False, doc="keep the task head (last linear layer) fully trainable"),
 }, doc="LoRA (low-rank adaptation): fine-tune a small fraction of the weights")
 
+# danlu/rl — reinforcement learning: an agent that learns by acting in an environment (no data set)
+ENV = Section({
+    "name": _f(str, None, doc="Gymnasium environment id, e.g. CartPole-v1; when set, the run trains a "
+                               "reinforcement-learning agent in it and the data section is not used"),
+    "num_envs": _f(int, 8, min=1, nullable=False,
+                   doc="copies of the environment stepped side by side; one policy call acts in all of them"),
+    "eval_episodes": _f(int, 100, min=1, nullable=False,
+                        doc="episodes of the final evaluation (greedy policy, on seeds never used in training)"),
+    "solved_return": _f(NUM, None, doc="mean evaluation return that counts as solved; null: the environment's "
+                                       "own threshold (CartPole-v1: 475)"),
+}, doc="the environment of a reinforcement-learning run (Gymnasium; pip install danlu[rl])")
+
+RL = Section({
+    "steps": _f(int, 100_000, min=1, nullable=False, doc="environment steps to train for, all copies together"),
+    "rollout": _f(int, 32, min=1, nullable=False, doc="steps each environment copy takes between two updates"),
+    "epochs": _f(int, 20, min=1, nullable=False, doc="PPO passes over each rollout"),
+    "minibatches": _f(int, 1, min=1, nullable=False, doc="minibatches each pass over a rollout is split into"),
+    "gamma": _f(NUM, 0.98, min=0, max=1, nullable=False, doc="discount: what a reward one step later is worth now"),
+    "gae_lambda": _f(NUM, 0.8, min=0, max=1, nullable=False,
+                     doc="GAE lambda: 0 trusts the critic's estimate (less variance), 1 the observed returns "
+                         "(less bias)"),
+    "clip": _f(NUM, 0.2, min=0, min_exclusive=True, nullable=False,
+               doc="PPO clipping: one update may change an action's probability ratio by at most 1 +- clip"),
+    "entropy_coef": _f(NUM, 0.0, min=0, nullable=False,
+                       doc="weight of the entropy bonus that keeps the policy exploring"),
+    "value_coef": _f(NUM, 0.5, min=0, nullable=False, doc="weight of the critic's (value) loss"),
+    "checkpoint_every": _f(int, 10, min=0, nullable=False, doc="updates between checkpoints (0: only at the end)"),
+}, doc="the PPO agent (policy-gradient, actor-critic) of a reinforcement-learning run")
+
 RECIPE = Section({
     "name": _f(str, None, doc="run name; default: the recipe file's stem"),
     "seed": _f(int, 0, min=0, nullable=False, doc="one seed fixes splits, initial weights and batch order"),
@@ -287,6 +316,8 @@ RECIPE = Section({
     "quant": QUANT,
     "lora": LORA,
     "base": BASE,
+    "env": ENV,
+    "rl": RL,
 })
 
 
@@ -456,9 +487,14 @@ class Recipe(Node):
         if split["validation"] + split["test"] >= 0.95:
             raise RecipeError(f"{source}: data.split.validation + data.split.test must leave rows to train on, "
                               f"got {split['validation']} + {split['test']}")
+        if not self["env"]["name"] and (self["env"] != _check_section(ENV, {}, "env", source)
+                                        or self["rl"] != _check_section(RL, {}, "rl", source)):
+            raise RecipeError(f"{source}: env.name is required when env or rl keys are set; name a Gymnasium "
+                              f"environment, e.g. env.name: CartPole-v1")
         if self["data"]["source"] in ("csv", "npy", "images") and not self["data"]["path"]:
             raise RecipeError(f"{source}: data.path is required when data.source is {self['data']['source']}")
-        if self["data"]["source"] in ("sklearn", "sequence") and not self["data"]["name"]:
+        if self["data"]["source"] in ("sklearn", "sequence") and not self["data"]["name"] \
+                and not self["env"]["name"]:   # an RL run acts in its environment and has no data
             raise RecipeError(f"{source}: data.name is required when data.source is {self['data']['source']} "
                               f"(e.g. digits)")
         sched = self["schedule"]

@@ -266,6 +266,10 @@ def story(run_dir, lang: str | None = None) -> str:
     run = Path(run_dir)
     if not run.is_dir():
         raise UserError(f"{run}: no such run directory; give the folder `danlu train` created, e.g. runs/<name>")
+    if (_read_recipe(run / "recipe.yaml").get("env") or {}).get("name"):   # an agent's run: its reward curve
+        from ..rl import story_rl
+
+        return story_rl(run, lang)
     if not (run / "events.jsonl").is_file():
         raise UserError(f"{run}: no events.jsonl, so there is nothing to diagnose; give a run directory made by "
                         f"`danlu train` (training writes events.jsonl as it starts)")

@@ -44,7 +44,8 @@ METRICS = {
 _HIGHER_IS_BETTER = {"accuracy", "precision_macro", "recall_macro", "f1_macro", "precision_micro",
                      "recall_micro", "f1_micro", "precision", "recall", "f1", "roc_auc", "r2",
                      "silhouette", "adjusted_rand",  # k-means
-                     "variance_explained"}  # pca
+                     "variance_explained",  # pca
+                     "mean_return", "mean_return_100", "best_mean_return_100"}  # agents (danlu.rl)
 _LOWER_IS_BETTER = {"loss", "log_loss", "mse", "rmse", "mae", "inertia",
                     "reconstruction", "reconstruction_mse", "kl"}  # generative and reduction models
 _SPLIT_PREFIXES = ("train_", "val_", "validation_", "test_")

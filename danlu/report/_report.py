@@ -152,7 +152,7 @@ def _metrics(run: RunFiles, evidence, lang: str) -> h.Section:
         for s in splits:
             value, base = run.summary[s].get(name), baseline.get(s, {}).get(name)
             row += [_fmt(value), _fmt(base)]
-            cls += [_beats(value, base, metric_direction(name)), "num"]
+            cls += [_beats(value, base, metric_direction(name)) if base is not None else "", "num"]
         rows.append(row)
         classes.append(cls)
     parts = [h.table(header, rows, classes)]

@@ -39,7 +39,7 @@ class RunFiles:
         """Runs that draw their own pictures (samples, latent maps, clusters, components) instead of
         predicting labels that a confusion matrix or ROC curve could judge."""
         meta = self.model_meta
-        return bool(meta.get("objective") or meta.get("unsupervised"))
+        return bool(meta.get("objective") or meta.get("unsupervised") or meta.get("rl"))
 
     @property
     def name(self) -> str:

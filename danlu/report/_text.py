@@ -94,8 +94,9 @@ PHRASES = {
     "scatter_caption": ("Predicted against true values on the {split} split; points on the diagonal are exact.",
                         "{split_zh}上预测值与真实值的对比；落在对角线上的点完全准确。"),
     "no_evaluation": ("Not available: {why}", "无法生成：{why}"),
-    "no_curve": ("The model was fitted in one go (no epochs), so there is no loss curve.",
-                 "模型一次拟合完成（没有轮次），因此没有损失曲线。"),
+    "no_curve": ("No loss curve over epochs: the model was fitted in one go, or it is an agent whose return "
+                 "curve is shown further down.",
+                 "没有按轮次的损失曲线：模型是一次拟合完成的，或者这是一个智能体，其回报曲线见下文。"),
     "no_pictures": ("The run drew no pictures in {path}.", "运行没有在 {path} 中画图。"),
     "picture_samples": ("Samples drawn from the model (fixed seed).", "从模型中采样得到的图像（固定种子）。"),
     "picture_latent_map": ("The latent space: each test image's code, coloured by its label.",

@@ -263,7 +263,7 @@ def test_knobs_are_recipe_keys_or_danlu_commands():
 
 def test_only_a_few_concepts_have_no_knob():
     bare = {t.id for t in glossary.load_terms() if not t.knobs}
-    assert bare <= {"reinforcement_learning"}
+    assert bare == set()
 
 
 def _texts():
