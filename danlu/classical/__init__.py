@@ -14,6 +14,7 @@ teachers in `danlu distill`. k-means and PCA runs also leave pictures in ``RUN/p
 Importing this package registers the kinds with the model registry and imports neither torch
 nor scikit-learn; the rest is loaded on first use.
 """
+from .._lazy import lazy_getattr
 from ._kinds import CLASSICAL_KINDS, KIND_PARAMS, UNSUPERVISED_KINDS, is_classical, register_kinds
 
 _LAZY = {  # public name -> private module that needs numpy / torch / scikit-learn
@@ -36,12 +37,7 @@ _LAZY = {  # public name -> private module that needs numpy / torch / scikit-lea
 }
 
 
-def __getattr__(name):
-    if name in _LAZY:
-        from importlib import import_module
-
-        return getattr(import_module(f".{_LAZY[name]}", __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _LAZY)
 
 
 __all__ = ["CLASSICAL_KINDS", "KIND_PARAMS", "UNSUPERVISED_KINDS", "is_classical", "register_kinds", *_LAZY]

@@ -14,6 +14,7 @@ Four monitors run as callbacks of the training loop, on by default (recipe secti
 :func:`story` tells a finished (or stopped) run's story in English or Chinese
 (``danlu diagnose RUN --lang zh``).
 """
+from .._lazy import lazy_getattr
 from ._story import story
 from ._text import DIAGNOSES
 
@@ -27,12 +28,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name):
-    if name in _LAZY:
-        from importlib import import_module
-
-        return getattr(import_module(f".{_LAZY[name]}", __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _LAZY)
 
 
 __all__ = ["DIAGNOSES", "ConvergenceMonitor", "DivergenceMonitor", "FitMonitor", "GradientMonitor",

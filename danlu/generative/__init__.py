@@ -5,6 +5,7 @@ Importing the package does not import torch; the names below load on first use.
 """
 from __future__ import annotations
 
+from .._lazy import lazy_getattr
 from ._grid import image_grid, save_grid
 
 _LAZY = {  # public name -> private module that needs torch
@@ -20,12 +21,7 @@ _LAZY = {  # public name -> private module that needs torch
 }
 
 
-def __getattr__(name):
-    if name in _LAZY:
-        from importlib import import_module
-
-        return getattr(import_module(f".{_LAZY[name]}", __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _LAZY)
 
 
 __all__ = ["image_grid", "save_grid", *_LAZY]

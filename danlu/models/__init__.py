@@ -9,6 +9,7 @@ Your own ``torch.nn.Module`` joins with :func:`register_model` and then works in
 Importing this package does not import torch (recipe validation uses it); the network classes
 below are loaded on first use.
 """
+from .._lazy import lazy_getattr
 from . import _builtin  # noqa: F401  (registers linear, logistic, perceptron, mlp, cnn, rnn)
 from . import _autoencoder_kind, _diffusion_kind, _vae_kind  # noqa: F401  (autoencoder, diffusion, vae)
 from ._check import check_model_builder, random_batch
@@ -31,12 +32,7 @@ _LAZY = {  # public name -> private module that needs torch
 }
 
 
-def __getattr__(name):
-    if name in _LAZY:
-        from importlib import import_module
-
-        return getattr(import_module(f".{_LAZY[name]}", __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _LAZY)
 
 
 __all__ = [

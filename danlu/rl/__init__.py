@@ -10,6 +10,8 @@ Importing this package is cheap and needs neither torch nor gymnasium; they load
 (gymnasium is the ``rl`` extra: ``pip install danlu[rl]``).
 """
 
+from .._lazy import lazy_getattr
+
 _LAZY = {
     "train_rl": "_train",
     "resume_rl": "_train",
@@ -19,12 +21,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name):
-    if name in _LAZY:
-        from importlib import import_module
-
-        return getattr(import_module(f".{_LAZY[name]}", __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _LAZY)
 
 
 __all__ = ["evaluate_rl", "load_policy", "resume_rl", "story_rl", "train_rl"]
