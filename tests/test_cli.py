@@ -117,7 +117,8 @@ def test_predict_csv_with_string_labels_and_probabilities(iris_run, run_cli, tmp
 
 
 # A short run of each recipe: two epochs, or a few thousand environment steps for an agent.
-QUICK = {"cartpole_ppo": ["rl.steps=2048", "env.eval_episodes=10"]}
+QUICK = {"cartpole_ppo": ["rl.steps=2048", "env.eval_episodes=10"],
+         "digits_diffusion": ["train.epochs=1", "model.channels=16", "model.blocks=1"]}
 
 
 @pytest.mark.parametrize("recipe", RECIPES, ids=[p.stem for p in RECIPES])

@@ -10,6 +10,10 @@ from ._grid import image_grid, save_grid
 
 _LAZY = {  # public name -> private module that needs torch
     "Autoencoder": "_autoencoder",
+    "Diffusion": "_diffusion",
+    "SamplerSettings": "_samplers",
+    "sample": "_samplers",
+    "match_prompt": "_prompt",
     "VAE": "_vae",
     "vae_samples": "_vae",
     "latent_means": "_vae",

@@ -20,7 +20,7 @@ DIFFUSION_PARAMS = {
     "cond_dropout": Field(NUM, 0.15, min=0, max=0.9, nullable=False,
                           doc="chance that a training label is replaced by 'no label', so one network also "
                               "learns the unconditional prediction that guidance needs"),
-    "guidance": Field(NUM, 3.0, min=0, nullable=False,
+    "guidance": Field(NUM, 2.0, min=0, nullable=False,
                       doc="recommended classifier-free guidance scale; danlu generate uses it when "
                           "--cfg-scale is not given"),
 }
