@@ -136,7 +136,7 @@ def test_members_trained_on_other_data_are_refused(digits_members, tmp_path):
     with pytest.raises(UserError, match=r"its seed is 1 but .* has 0; ensemble members must share"):
         ensemble([digits_members[0], other], "soft-vote", tmp_path / "ens", progress=False)
     kmeans = danlu.train(_recipe("digits", {"kind": "kmeans", "n_init": 1}), tmp_path / "km").path
-    with pytest.raises(UserError, match="predicts clusters"):
+    with pytest.raises(UserError, match="learns without the labels"):
         ensemble([digits_members[0], kmeans], "soft-vote", tmp_path / "ens", progress=False)
     with pytest.raises(UserError, match="did you mean 'stack'"):
         ensemble(digits_members, "stak", tmp_path / "ens", progress=False)

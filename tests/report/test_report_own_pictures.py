@@ -26,4 +26,4 @@ def test_kmeans_report_shows_clusters_and_says_there_is_no_curve(tmp_path):
                       tmp_path / "km", progress="none")
     page = write_report(run.path, lang="zh")
     assert "clusters" in _alts(page) and "training curves" not in _alts(page)
-    assert "没有损失曲线" in page.read_text(encoding="utf-8")
+    assert "没有按轮次的损失曲线" in page.read_text(encoding="utf-8")
