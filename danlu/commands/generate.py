@@ -117,7 +117,8 @@ def _refuse_conditions(args) -> None:
              if value is not None]
     if given:
         raise UserError(f"{args.run_dir}: a vae run is unconditional and decodes in one step, so "
-                        f"{', '.join(given)} do not apply; drop them (only -n, --seed, -o work) or use a "
+                        f"{', '.join(given)} {'does' if len(given) == 1 else 'do'} not apply; drop "
+                        f"{'it' if len(given) == 1 else 'them'} (only -n, --seed, -o work) or use a "
                         f"diffusion run")
 
 
