@@ -18,8 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import RecipeError
 from ..models._nets import dense_stack
+from ._vae import require_unit_range
 
 _CHUNK = 1024              # rows per forward pass when scoring a whole split
 _RECONSTRUCTIONS = 16      # inputs shown over their reconstructions
@@ -99,11 +99,7 @@ class Autoencoder(nn.Module):
         """With a sigmoid output, refuse inputs outside [0, 1] on the first batch: the decoder could
         never reach them, and the loss would stall above zero with no hint why. Checked once,
         since reading a GPU tensor's value waits for the GPU."""
-        if self._range_checked or self.output != "sigmoid":
-            return
-        lo, hi = float(xb.min()), float(xb.max())
-        if lo < 0.0 or hi > 1.0:
-            raise RecipeError(f"model.kind autoencoder with model.output sigmoid rebuilds values in [0, 1], but the "
-                              f"inputs range over [{lo:.3g}, {hi:.3g}]; set data.scale: none (digits and image "
-                              f"folders are already in [0, 1]) or model.output: linear")
-        self._range_checked = True
+        if not self._range_checked and self.output == "sigmoid":
+            require_unit_range(xb, "model.kind autoencoder with model.output sigmoid rebuilds values in [0, 1]",
+                               "or model.output: linear")
+            self._range_checked = True

@@ -137,14 +137,18 @@ class VAE(nn.Module):
         """Refuse standardised inputs once, on the first batch: the cross-entropy needs targets
         in [0, 1] and would fall without bound otherwise. Checked once, not every batch, since
         reading a GPU tensor's value waits for the GPU."""
-        if self._range_checked:
-            return
-        lo, hi = float(xb.min()), float(xb.max())
-        if lo < 0.0 or hi > 1.0:
-            raise RecipeError(f"model.kind vae reconstructs pixels in [0, 1], but the inputs range over "
-                              f"[{lo:.3g}, {hi:.3g}]; set data.scale: none (digits and image folders are "
-                              f"already in [0, 1]) or rescale the data")
-        self._range_checked = True
+        if not self._range_checked:
+            require_unit_range(xb, "model.kind vae reconstructs pixels in [0, 1]", "or rescale the data")
+            self._range_checked = True
+
+
+def require_unit_range(xb: torch.Tensor, what: str, other_fix: str) -> None:
+    """Refuse inputs outside [0, 1] with a one-line RecipeError: ``what`` says why they must be
+    in range, ``other_fix`` offers a second way out besides ``data.scale: none``."""
+    lo, hi = float(xb.min()), float(xb.max())
+    if lo < 0.0 or hi > 1.0:
+        raise RecipeError(f"{what}, but the inputs range over [{lo:.3g}, {hi:.3g}]; set data.scale: none "
+                          f"(digits and image folders are already in [0, 1]) {other_fix}")
 
 
 def as_images(x: torch.Tensor) -> torch.Tensor:
