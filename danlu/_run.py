@@ -587,9 +587,6 @@ def predict(run_dir: str | Path, input_path: str | Path, output: str | Path | No
 
     if output is not None and str(output) != "-" and Path(output).exists() and not overwrite:
         raise UserError(f"{output}: already exists; choose another -o path or pass --overwrite")
-    if _is_rl(read_run_recipe(Path(run_dir))):
-        raise UserError(f"{run_dir}: an agent's run acts in its environment and makes no predictions for rows; "
-                        f"use `danlu eval {run_dir}` for its return over evaluation episodes")
     model, pipeline, meta, recipe = load_model(run_dir, quantized=quantized)
     refuse_generative(run_dir, meta, recipe, "predict")
     X, given = pipeline.load_input(str(input_path))

@@ -12,6 +12,18 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("MKL_NUM_THREADS", "1")
 
 
+@pytest.fixture(autouse=True, scope="session")
+def one_torch_thread():
+    """Tiny models on a shared 2-core machine: one intra-op thread is several times faster than
+    two spin-waiting for a busy core, and a resume is only bit-identical under the same count."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture
 def run_cli():
     """Run `python -m danlu ...` in a fresh process; returns CompletedProcess."""
@@ -25,3 +37,9 @@ def run_cli():
                               env=full_env, cwd=cwd or ROOT, timeout=timeout)
 
     return run
+
+
+@pytest.fixture
+def cli(run_cli):
+    """`python -m danlu ...` in a fresh process with one OpenMP thread, whatever the caller's setting."""
+    return lambda *args: run_cli(*args, env={"OMP_NUM_THREADS": "1"})

@@ -16,6 +16,7 @@ import math
 
 import torch
 
+from ..training._objective import is_objective_model
 from ._common import finite, report
 
 _RISE = 0.02          # validation loss this far (relative) above its minimum counts as risen
@@ -48,7 +49,7 @@ class FitMonitor:
     def on_fit_end(self, state) -> None:
         if state.extra.get("diverged") or state.epoch == 0 or "train" not in state.splits:
             return  # a blown-up model is not underfit; and nothing was trained yet
-        if state.step_loss is not None and state.step_loss == getattr(state.model, "objective", None):
+        if is_objective_model(state.model):
             return  # a generative model has no trivial predictor to be compared with
         facts = underfitting_facts(state)
         if facts is not None:

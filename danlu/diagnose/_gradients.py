@@ -20,6 +20,7 @@ from pathlib import Path
 
 import torch
 
+from .._jsonl import read_jsonl
 from ._common import report
 
 _GROWTH = 10.0            # total norm growth within the window that counts as exploding
@@ -197,14 +198,7 @@ def _reload(path: Path, last_step: int) -> list:
     ``last_step``), so that the file reads as one uninterrupted run."""
     if not path.is_file():
         return []
-    rows = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            row = json.loads(line)
-        except ValueError:
-            continue  # a line cut by a kill
-        if row.get("step", math.inf) <= last_step:
-            rows.append(row)
+    rows = [row for row in read_jsonl(path) if row.get("step", math.inf) <= last_step]   # cut lines skipped
     from ..training._checkpoint import atomic_write_text
 
     atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in rows))

@@ -23,9 +23,3 @@ def one_thread():
 
     with threadpool_limits(limits=1):
         yield
-
-
-@pytest.fixture
-def cli(run_cli):
-    """`python -m danlu ...` in a fresh process with one OpenMP thread (see above)."""
-    return lambda *args: run_cli(*args, env={"OMP_NUM_THREADS": "1"})

@@ -1,16 +1,6 @@
 """Shared fixtures of the compression tests: small runs trained once per session."""
 import pytest
-import torch
 from compress_testkit import digits_mlp
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Tiny models on a shared 2-core machine: extra threads only add waiting.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="session")
@@ -18,7 +8,6 @@ def mlp_run(tmp_path_factory):
     """A finished float MLP run (64 -> 32 (batch norm) -> 10) on the digits."""
     import danlu
 
-    torch.set_num_threads(1)
     path = tmp_path_factory.mktemp("compress") / "mlp"
     return danlu.train(digits_mlp(model={"batch_norm": True}), path).path
 
@@ -28,7 +17,6 @@ def cnn_run(tmp_path_factory):
     """A finished tiny CNN run (one conv block, a dense head) on the digits."""
     import danlu
 
-    torch.set_num_threads(1)
     path = tmp_path_factory.mktemp("compress") / "cnn"
     recipe = digits_mlp(epochs=2, data={"shape": [1, 8, 8]},
                         model={"kind": "cnn", "channels": [8], "hidden": [16], "dropout": 0.0})

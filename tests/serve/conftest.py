@@ -2,7 +2,6 @@
 import csv
 
 import pytest
-import torch
 
 
 def recipe(data, model, epochs=2, **extra) -> dict:
@@ -14,19 +13,9 @@ def recipe(data, model, epochs=2, **extra) -> dict:
     return r
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # tiny models on a shared 2-core machine: extra threads only add waiting
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _train(tmp_path_factory, name, r):
     import danlu
 
-    torch.set_num_threads(1)
     return danlu.train(r, tmp_path_factory.mktemp("serve") / name).path
 
 

@@ -13,16 +13,6 @@ from danlu.sklearn import DanluClassifier, DanluRegressor
 QUICK = dict(model__hidden=[16], train__epochs=10)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)   # tiny models: more threads only add overhead
-    yield
-    torch.set_num_threads(before)
-
-
 def test_overrides_are_parameters_that_clone_and_set_params_keep():
     clf = DanluClassifier(optimizer__lr=0.01, model__hidden=[32, 16], seed=3)
     assert clf.get_params() == {"recipe": None, "optimizer__lr": 0.01, "model__hidden": [32, 16], "seed": 3}

@@ -1,5 +1,4 @@
 """scikit-learn's own conformance checks against DanluClassifier and DanluRegressor."""
-import pytest
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from danlu.sklearn import DanluClassifier, DanluRegressor
@@ -15,16 +14,6 @@ def expected_failed(estimator):
     """Checks expected to fail, with the reason for each. None today: every check passes, so a
     check that starts failing is a regression, not a known limitation."""
     return {}
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)   # tiny models: threads only add overhead
-    yield
-    torch.set_num_threads(before)
 
 
 @parametrize_with_checks([DanluClassifier(FAST), DanluRegressor(FAST)], expected_failed_checks=expected_failed)

@@ -1,7 +1,6 @@
 """Graph embeddings (DeepWalk-style) and the walks and pairs they are trained from."""
 import numpy as np
 import pytest
-import torch
 
 from danlu.errors import DataError
 from danlu.transfer import embed_graph_file, graph_embed, random_walks, read_edges, skipgram_pairs
@@ -16,15 +15,6 @@ def _two_communities(size=10):
 def _cosine(vectors):
     unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
     return unit @ unit.T
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Tiny matmuls: extra threads only fight over the shared cores.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def test_same_community_is_closer_than_across():

@@ -17,16 +17,6 @@ TINY = {"name": "tiny", "seed": 0, "data": {"source": "sklearn", "name": "iris"}
         "train": {"batch_size": 16}, "output": {"progress": "none"}}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)   # tiny models: more threads only add overhead
-    yield
-    torch.set_num_threads(before)
-
-
 def test_sweep_suggests_a_rate_inside_the_range_and_writes_the_plot(tmp_path):
     result = lr_find(Recipe.from_dict(TINY), min_lr=1e-5, max_lr=10.0, steps=40, out_dir=tmp_path / "find")
     assert 1e-5 <= result.suggested <= 10.0

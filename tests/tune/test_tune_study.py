@@ -19,16 +19,6 @@ GRID = {"optimizer.lr": {"type": "float", "low": 1e-3, "high": 1e-1, "log": True
         "model.activation": {"type": "categorical", "choices": ["relu", "tanh"]}}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)   # tiny models: more threads only add overhead
-    yield
-    torch.set_num_threads(before)
-
-
 def _memory():
     return optuna.storages.InMemoryStorage()
 
