@@ -366,10 +366,7 @@ def train(recipe: Recipe | dict, run_dir: str | Path | None = None, *, overwrite
         raise UserError(f"{recipe.source}: model kind {recipe.model.kind!r} trains on its own objective, which "
                         f"runs in one process only; drop --nproc / torchrun")
     fit(session.state, session.callbacks)
-    summary = finish(session.state, path) if writes else {}
-    if writes:
-        _export_qat(recipe, path, progress)
-    return Run(path, summary)
+    return Run(path, _wrap_up(session, recipe, path, dist, progress))
 
 
 def _is_rl(recipe: Recipe) -> bool:
@@ -446,10 +443,20 @@ def resume(run_dir: str | Path, checkpoint: str | None = None, *, progress: str 
         restore_state(session.state, session.callbacks, model_state, saved)
         # a checkpoint chosen by hand may be older than the newest: later ones stay on disk
     fit(session.state, session.callbacks)
-    summary = finish(session.state, run_dir) if writes else {}
-    if writes:
+    return Run(run_dir, _wrap_up(session, recipe, run_dir, dist, progress))
+
+
+def _wrap_up(session: Session, recipe: Recipe, run_dir: Path, dist, progress: str | None) -> dict:
+    """The end of a run: rank 0 (or the one process) writes the model, the summary and any QAT
+    export; under torchrun the other ranks wait for it, so that no process tears the process
+    group down while a peer still uses it (gloo aborts a process that does)."""
+    summary = {}
+    if dist is None or dist.is_main:
+        summary = finish(session.state, run_dir)
         _export_qat(recipe, run_dir, progress)
-    return Run(run_dir, summary)
+    if dist is not None:
+        dist.wait_for_all()
+    return summary
 
 
 def _export_qat(recipe: Recipe, run_dir: Path, progress: str | None) -> None:

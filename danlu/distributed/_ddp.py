@@ -62,6 +62,10 @@ class Distributed:
         tdist.broadcast(buf, 0)
         return bytes(buf.cpu().tolist()).decode("utf-8")
 
+    def wait_for_all(self) -> None:
+        """Block until every process of the job reaches this point."""
+        tdist.barrier()
+
     def broadcast_flag(self, flag: bool) -> bool:
         value = torch.tensor([1 if flag else 0], dtype=torch.int32, device=self.device)
         tdist.broadcast(value, 0)
