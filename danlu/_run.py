@@ -112,7 +112,8 @@ def build_session(recipe: Recipe, run_dir: Path | None, prepared, progress: str 
     info = prepared.info
     loss_kind = resolve_loss_kind(recipe.loss, info)
     seed_everything(recipe.seed, recipe.train.deterministic, device)
-    model = _transform_model(recipe, build_model(recipe.model, info, output_dim(loss_kind, info)), info)
+    model = _transform_model(recipe, build_model(recipe.model, info, output_dim(loss_kind, info),
+                                                 source=recipe.source), info)
     loss_fn = build_loss(recipe.loss, info)
     if info.task == "regression" and recipe.data.scale_target and not is_objective_model(model):
         model = TargetScaled(model, *target_stats(prepared.splits["train"][1]))

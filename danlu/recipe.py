@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -33,6 +34,7 @@ class Field:
     item: type | tuple | None = None  # element type of a list
     nullable: bool = True
     doc: str = ""
+    allow_inf: bool = False  # a float key takes .inf / -.inf only when it says so; .nan never
 
     @property
     def required(self) -> bool:
@@ -302,7 +304,8 @@ RL = Section({
 
 RECIPE = Section({
     "name": _f(str, None, doc="run name; default: the recipe file's stem"),
-    "seed": _f(int, 0, min=0, nullable=False, doc="one seed fixes splits, initial weights and batch order"),
+    "seed": _f(int, 0, min=0, max=2**32 - 1, nullable=False,
+               doc="one seed fixes splits, initial weights and batch order (0 to 2**32 - 1)"),
     "device": _f(str, "auto", choices=("auto", "cpu", "cuda"), nullable=False),
     "data": DATA,
     "model": MODEL,
@@ -348,23 +351,85 @@ def _check_field(field: Field, value, where: str):
         raise RecipeError(f"{where} must be {_type_name(field.type)}, got null")
     if isinstance(value, tuple):
         value = list(value)
+    value = _as_written(value, field.type)
     if not _is_type(value, field.type):
-        raise RecipeError(f"{where} must be {_type_name(field.type)}, got {value!r}")
+        raise RecipeError(f"{where} must be {_type_name(field.type)}, got {_shown(value)}")
     if field.choices is not None and value not in field.choices:
         opts = ", ".join(str(c) for c in field.choices)
         raise RecipeError(f"{where} must be one of {opts}; got {value!r}{did_you_mean(value, field.choices)}")
     if isinstance(value, (int, float)) and not isinstance(value, bool):
+        _check_finite(value, where, field.allow_inf)
         if field.min is not None and (value < field.min or (field.min_exclusive and value == field.min)):
             op = ">" if field.min_exclusive else ">="
-            raise RecipeError(f"{where} must be {op} {field.min:g}, got {value!r}")
+            raise RecipeError(f"{where} must be {op} {_bound(field.min)}, got {_shown(value)}")
         if field.max is not None and value > field.max:
-            raise RecipeError(f"{where} must be <= {field.max:g}, got {value!r}")
+            raise RecipeError(f"{where} must be <= {_bound(field.max)}, got {_shown(value)}")
     if isinstance(value, list) and field.item is not None:
+        value = [_as_written(v, field.item) for v in value]
         for i, v in enumerate(value):
             if not _is_type(v, field.item):
-                raise RecipeError(f"{where}[{i}] must be {_type_name(field.item)}, got {v!r}")
+                raise RecipeError(f"{where}[{i}] must be {_type_name(field.item)}, got {_shown(v)}")
+            if isinstance(v, float):
+                _check_finite(v, f"{where}[{i}]", field.allow_inf)
     if isinstance(value, float) and field.type is int:
         raise RecipeError(f"{where} must be an integer, got {value!r}")
+    return _plain(value)
+
+
+def _as_written(value, t):
+    """Numbers as people write them, for the type a key expects: a numeric string such as '3e-4' is a
+    number where a number is expected; a whole number written as 1e5 is an integer where one is
+    expected; a number read from YAML where only a string fits is the text it was written as
+    (``name: 1e3`` is the name '1e3')."""
+    types = t if isinstance(t, tuple) else (t,)
+    numeric = int in types or float in types
+    if isinstance(value, str) and numeric and str not in types:
+        from ._yaml import parse_number
+
+        number = parse_number(value)
+        if number is None:
+            return value
+        value = float(number) if int not in types else number
+        written = True
+    else:
+        written = isinstance(getattr(value, "text", None), str)   # a YamlInt / YamlFloat
+    if not written or isinstance(value, bool):
+        return value
+    if isinstance(value, float) and int in types and float not in types and value.is_integer():
+        return int(value)
+    if str in types and not _is_type(value, tuple(x for x in types if x is not str)):
+        return value.text
+    return value
+
+
+def _check_finite(value, where: str, allow_inf: bool) -> None:
+    if isinstance(value, float) and (math.isnan(value) or (math.isinf(value) and not allow_inf)):
+        text = _shown(value)
+        beyond = "" if any(w in text.lower() for w in ("inf", "nan")) else " (beyond the largest float)"
+        raise RecipeError(f"{where} must be a finite number, got {text}{beyond}")
+
+
+def _shown(value) -> str:
+    text = getattr(value, "text", None)
+    return text if isinstance(text, str) else repr(value)
+
+
+def _bound(x) -> str:
+    return str(x) if isinstance(x, int) else f"{x:g}"
+
+
+def _plain(value):
+    """Numbers read from YAML (int / float subclasses that keep their text) as plain int / float."""
+    if isinstance(value, bool) or type(value) in (int, float):
+        return value
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return float(value)
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {_plain(k): _plain(v) for k, v in value.items()}
     return value
 
 
@@ -383,7 +448,7 @@ def _check_section(section: Section, data, where: str, source: str) -> dict:
                               f"got {kind!r}{did_you_mean(kind, kinds)}")
         extra = kinds[kind]
         if extra is None:  # a registered model that takes any keys
-            return {k: copy.deepcopy(v) for k, v in data.items()} | {"kind": kind}
+            return {k: _plain(copy.deepcopy(v)) for k, v in data.items()} | {"kind": kind}
         fields.update(extra)
     out = {}
     for key in data:
@@ -450,10 +515,13 @@ class Recipe(Node):
     @classmethod
     def from_yaml(cls, path: str | Path, overrides: list[str] | None = None) -> "Recipe":
         path = Path(path)
+        if path.is_dir():
+            raise RecipeError(f"{path}: is a directory, expected a recipe file; give the path of a .yaml recipe "
+                              f"(examples are in recipes/)")
         if not path.is_file():
             raise RecipeError(f"{path}: recipe file not found; give the path of a .yaml recipe "
                               f"(examples are in recipes/)")
-        data = load_yaml(path)
+        data = load_yaml(path, keep_text=True)
         if data is None:
             data = {}
         if not isinstance(data, dict):
@@ -521,15 +589,28 @@ def _resolve_data_path(data: dict, recipe_dir: Path) -> None:
     section["path"] = str(p.resolve())
 
 
-def load_yaml(path: Path):
+def load_yaml(path: Path, *, keep_text: bool = False):
+    """Plain data of a YAML file, numbers read as people write them (``3e-4``, ``.5``, ``1_000``);
+    documents too large, too deep, alias bombs and duplicate keys are refused (danlu/_yaml.py).
+    ``keep_text``: numbers keep the text they were written as, for keys that expect a string."""
     import yaml
 
+    from ._yaml import MAX_BYTES, YamlRefused, loads
+
+    if path.is_dir():
+        raise RecipeError(f"{path}: is a directory, expected a YAML file")
+    if path.stat().st_size > 4 * MAX_BYTES:   # refused without reading it all
+        raise RecipeError(f"{path}: {path.stat().st_size:,} bytes is too large for a recipe (at most "
+                          f"{MAX_BYTES:,} characters); keep long lists in the data files")
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError:
         raise RecipeError(f"{path}: not UTF-8 text; save the recipe as UTF-8") from None
     try:
-        return yaml.safe_load(text)
+        return loads(text, keep_text=keep_text)
+    except YamlRefused as err:
+        where = f" line {err.line}" if err.line else ""
+        raise RecipeError(f"{path}:{where}: {err}") from None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""
@@ -537,12 +618,17 @@ def load_yaml(path: Path):
         raise RecipeError(f"{path}:{where}: {problem}; fix the YAML syntax") from None
 
 
-def parse_value(text: str):
-    """Parse a ``--set`` value as YAML (so ``0.01``, ``true``, ``[64, 32]`` have their types)."""
+def parse_value(text: str, *, keep_text: bool = False):
+    """Parse a ``--set`` value as YAML (so ``0.01``, ``3e-4``, ``true``, ``[64, 32]`` have their types);
+    text that is not valid YAML stays text, a refused document (an alias bomb, a duplicate key) is an error."""
     import yaml
 
+    from ._yaml import YamlRefused, loads
+
     try:
-        return yaml.safe_load(text)
+        return loads(text, keep_text=keep_text)
+    except YamlRefused as err:
+        raise RecipeError(f"--set value {text[:40]!r}: {err}") from None
     except yaml.YAMLError:
         return text
 
@@ -554,7 +640,7 @@ def apply_overrides(data: dict, overrides: list[str], source: str) -> dict:
         if "=" not in item:
             raise RecipeError(f"--set {item!r}: expected KEY=VALUE, e.g. --set optimizer.lr=0.01")
         key, text = item.split("=", 1)
-        _set_path(data, key, parse_value(text), item)
+        _set_path(data, key, parse_value(text, keep_text=True), item)
     return data
 
 

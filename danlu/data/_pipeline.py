@@ -21,7 +21,7 @@ from ._encode import FeatureEncoder, Scaler
 from ._info import DataInfo, InputRows
 from ._labels import LabelCodec, plain
 from ._sources import IMAGE_SUFFIXES, image_files, read_arrays, read_image
-from ._table import Table, check_finite, missing_summary, table_from_arrays, table_from_csv
+from ._table import Table, check_finite, check_scaled, missing_summary, table_from_arrays, table_from_csv
 
 FORMAT = "danlu.pipeline"
 VERSION = 1
@@ -47,7 +47,9 @@ class Pipeline:
     def transform(self, table: Table) -> torch.Tensor:
         """Encoded, reshaped and scaled float32 features of a raw table."""
         X = self.encoder.transform(table).reshape(len(table), *self.info.input_shape)
-        return self.scaler.apply(torch.from_numpy(np.ascontiguousarray(X)))
+        X = self.scaler.apply(torch.from_numpy(np.ascontiguousarray(X)))
+        check_scaled(table, X)
+        return X
 
     def decode(self, class_ids) -> list:
         """Class ids (tensor, array or list) -> the original labels; regression values pass through."""

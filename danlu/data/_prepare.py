@@ -21,7 +21,7 @@ from ._labels import LabelCodec
 from ._pipeline import Pipeline
 from ._sources import Loaded, kind_of, load
 from ._split import split_rows
-from ._table import Table, check_finite, missing_summary
+from ._table import Table, check_finite, check_scaled, missing_summary
 
 
 @dataclass
@@ -78,6 +78,7 @@ def prepare(data_cfg, seed: int, source_name: str = "recipe", rows: dict | None 
     skip = [j for j, _ in encoder.cardinalities()]
     scaler = Scaler.fit(X[rows["train"]], cfg["scale"], 2 if kind == "sequence" else 1, skip)
     X_all = scaler.apply(torch.from_numpy(np.ascontiguousarray(X)))
+    check_scaled(table, X_all)
     y_all = torch.from_numpy(y)
 
     info = DataInfo(

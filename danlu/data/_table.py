@@ -196,23 +196,64 @@ def table_from_arrays(where: str, X: np.ndarray, y: np.ndarray | None, names: li
 
 # --- checks -----------------------------------------------------------------------------------
 
+# Features and targets are float32 tensors: a value beyond its range becomes inf there.
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def _unusable(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(infinite, beyond float32) masks; NaN (a missing value) is in neither."""
+    with np.errstate(invalid="ignore"):
+        inf = np.isinf(values)
+        big = ~inf & (np.abs(values) > FLOAT32_MAX)
+    return inf, big
+
+
+def _what(inf: np.ndarray, big: np.ndarray, values: np.ndarray) -> str:
+    parts = []
+    if inf.any():
+        parts.append(f"{int(inf.sum())} infinite value(s)")
+    if big.any():
+        example = float(values[big][0])
+        parts.append(f"{int(big.sum())} value(s) beyond the float32 range ±{FLOAT32_MAX:.1e} such as {example:g}")
+    return " and ".join(parts)
+
+
 def check_finite(table: Table, label: str = "label") -> None:
-    """Infinite values are never usable; name the column, count and first place."""
+    """Infinite values, and values too large for float32 (they would be infinite once in a tensor),
+    are never usable; name the file, the column, the count and the first row."""
     if table.labels is not None and table.labels.dtype.kind == "f":
-        inf = np.isinf(table.labels).reshape(len(table), -1).any(axis=1)
-        if inf.any():
-            first = table.row_lines()[int(np.argmax(inf))]
-            raise DataError(f"{table.where}: label '{label}' has {int(inf.sum())} infinite value(s) (first on "
+        inf, big = _unusable(table.labels)
+        bad = (inf | big).reshape(len(table), -1).any(axis=1)
+        if bad.any():
+            first = table.row_lines()[int(np.argmax(bad))]
+            raise DataError(f"{table.where}: label '{label}' has {_what(inf, big, table.labels)} (first on "
                             f"{table.line_word} {first}); replace them with finite numbers")
-    bad = np.isinf(table.values)
+    inf, big = _unusable(table.values)
+    bad = inf | big
     if not bad.any():
         return
-    counts = bad.sum(axis=0)
-    j = int(np.argmax(counts > 0))
+    j = int(np.argmax(bad.any(axis=0)))
     first = table.row_lines()[int(np.argmax(bad[:, j]))]
-    raise DataError(f"{table.where}: column '{table.names[j]}' has {int(counts[j])} infinite value(s) "
-                    f"(first on {table.line_word} {first}); replace them with finite numbers, or empty "
-                    f"the cells and set data.impute")
+    raise DataError(f"{table.where}: column '{table.names[j]}' has {_what(inf[:, j], big[:, j], table.values[:, j])} "
+                    f"(first on {table.line_word} {first}); replace them with finite numbers (rescale the column "
+                    f"if it is that large), or empty the cells and set data.impute")
+
+
+def check_scaled(table: Table, X) -> None:
+    """After encoding and scaling, every value must still be finite (a value far from the training
+    rows' scale can overflow float32 there); name the first row and column that did not."""
+    import torch
+
+    bad = ~torch.isfinite(X.reshape(len(X), -1))
+    if not bool(bad.any()):
+        return
+    i, j = (int(v) for v in torch.nonzero(bad)[0])
+    raw = table.values.reshape(len(table), -1)
+    column = table.names[j] if len(table.names) == raw.shape[1] else f"value {j}"
+    shown = f" ({raw[i, j]:g})" if j < raw.shape[1] and np.isfinite(raw[i, j]) else ""
+    raise DataError(f"{table.where}: column '{column}' on {table.line_word} {table.row_lines()[i]}: the value"
+                    f"{shown} is not finite once scaled by the training rows' statistics (too far from their "
+                    f"range for float32); fix or rescale that value")
 
 
 def missing_summary(table: Table, mask: np.ndarray, limit: int = 6) -> str:
@@ -221,4 +262,5 @@ def missing_summary(table: Table, mask: np.ndarray, limit: int = 6) -> str:
     text = ", ".join(f"'{n}' ({c})" for n, c in cols[:limit])
     if len(cols) > limit:
         text += f" and {len(cols) - limit} more columns"
-    return text
+    first = table.row_lines()[int(np.argmax(mask.any(axis=1)))]
+    return f"{text} (first on {table.line_word} {first})"

@@ -90,6 +90,9 @@ def build_model(cfg: Mapping[str, Any], info, out_dim: int, *, source: str = "re
         raise ValueError(f"out_dim must be a positive integer, got {out_dim!r}")
     cfg = complete_model_cfg(cfg, source)
     entry = _ENTRIES[cfg["kind"]]
+    from ._budget import check_parameter_memory
+
+    check_parameter_memory(entry.builder, cfg, info, out_dim, source)   # counted on 'meta': nothing allocated
     try:
         model = entry.builder(cfg, info, out_dim)
     except RecipeError as err:

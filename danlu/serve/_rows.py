@@ -12,7 +12,7 @@ import math
 import numpy as np
 import torch
 
-from ..data._table import Table, table_from_arrays
+from ..data._table import FLOAT32_MAX, Table, table_from_arrays
 from ..errors import DataError, did_you_mean
 
 WHERE = "request"
@@ -88,10 +88,13 @@ def _number(i: int, name: str, cell) -> float:
         shown = repr(cell) if isinstance(cell, str) and len(cell) < 40 else _kind(cell)
         raise DataError(f"row {i}, column {name!r}: {shown} is not a number; send a number (or null for a "
                         f"missing value)")
-    value = float(cell)
-    if not math.isfinite(value):
-        raise DataError(f"row {i}, column {name!r}: {value} is not allowed; send a finite number "
-                        f"(or null for a missing value)")
+    try:
+        value = float(cell)
+    except OverflowError:   # an integer past float's range
+        value = math.inf
+    if not math.isfinite(value) or abs(value) > FLOAT32_MAX:
+        raise DataError(f"row {i}, column {name!r}: {_shown(value)} is not allowed; send a finite number within "
+                        f"±{FLOAT32_MAX:.1e} (float32), or null for a missing value")
     return value
 
 
@@ -134,9 +137,12 @@ def _numeric_row(i: int, row, shape: tuple, size: int) -> np.ndarray:
         raise DataError(f"row {i}: has shape {list(arr.shape)}; the model reads {size} numbers, flat or "
                         f"shaped {list(shape)}")
     arr = arr.astype(np.float64).reshape(size)
-    if not np.isfinite(arr).all():
-        k = int(np.argmax(~np.isfinite(arr)))
-        raise DataError(f"row {i}, value {k}: {arr[k]} is not allowed; send finite numbers")
+    with np.errstate(invalid="ignore"):
+        bad = ~np.isfinite(arr) | (np.abs(arr) > FLOAT32_MAX)
+    if bad.any():
+        k = int(np.argmax(bad))
+        raise DataError(f"row {i}, value {k}: {_shown(arr[k])} is not allowed; send finite numbers within "
+                        f"±{FLOAT32_MAX:.1e} (float32)")
     return arr
 
 
@@ -162,6 +168,15 @@ def _check_missing(table: Table, pipeline) -> None:
         i, j = (int(v) for v in np.argwhere(mask)[0])
         raise DataError(f"row {i}, column {table.names[j]!r}: value is missing (null); this model was trained "
                         f"with data.impute: {pipeline.encoder.impute}, so send a value")
+
+
+def _shown(value: float) -> str:
+    """A number as JSON spells it (NaN, Infinity, -Infinity, 1e+308)."""
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "-Infinity" if value < 0 else "Infinity"
+    return f"{value:g}"
 
 
 def _column_list(columns: list[str], limit: int = 12) -> str:
