@@ -18,11 +18,13 @@ import numpy as np
 import torch
 
 from .errors import CheckpointError, RecipeError, UserError
+from ._extras import check_extras
 from .recipe import Recipe
 from .training import _checkpoint as ck
 from .training._callbacks import Checkpointer, EarlyStopping, MetricsLog, _direction
 from .training._loop import batch_count, evaluate_outputs, fit, model_outputs
 from .training._objective import is_objective_model, objective_figures
+from .training._loggers import logger_callbacks
 from .training._progress import Progress
 from .training._state import CallbackList, State
 from .training._target import TargetScaled, scaled_loss, target_stats
@@ -149,6 +151,7 @@ def build_session(recipe: Recipe, run_dir: Path | None, prepared, progress: str 
                                     keep_last=cp.keep_last, keep_best=cp.keep_best)
         callbacks = [MetricsLog(run_dir), early, checkpointer, shown]
     callbacks += list(_default_monitors(recipe)) + list(extra_callbacks)
+    callbacks += logger_callbacks(recipe, run_dir)   # output.loggers: TensorBoard, MLflow
     if recipe.quant.enabled:   # quantization-aware training: fake quantization from quant.start_epoch
         from .compress import qat_callbacks
 
@@ -333,6 +336,7 @@ def train(recipe: Recipe | dict, run_dir: str | Path | None = None, *, overwrite
     """
     if not isinstance(recipe, Recipe):
         recipe = Recipe.from_dict(recipe)
+    check_extras(recipe)   # a missing optional package stops the run before anything is written
     if _is_rl(recipe):   # reinforcement learning: an agent in an environment, no data set (danlu.rl)
         from .rl import train_rl
 
@@ -409,6 +413,7 @@ def resume(run_dir: str | Path, checkpoint: str | None = None, *, progress: str 
     """Continue a run from its newest checkpoint (or the one named); a finished run is left as it is."""
     run_dir = Path(run_dir)
     recipe = read_run_recipe(run_dir)
+    check_extras(recipe)
     if _is_rl(recipe):
         from .rl import resume_rl
 

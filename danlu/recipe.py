@@ -177,7 +177,14 @@ CHECKPOINT = Section({
 OUTPUT = Section({
     "runs_dir": _f(str, "runs", nullable=False),
     "progress": _f(str, "auto", choices=("auto", "bar", "lines", "none"), nullable=False),
+    "loggers": _f(list, None, item=str, doc="also log scalars and diagnoses to: tensorboard (RUN/tensorboard/), "
+                                             "mlflow (a store in RUN/mlflow/ unless output.mlflow_uri is set)"),
+    "mlflow_uri": _f(str, None, doc="MLflow tracking URI (e.g. http://localhost:5000, sqlite:///mlflow.db); "
+                                    "null: a SQLite store in RUN/mlflow/"),
+    "mlflow_experiment": _f(str, "danlu", nullable=False, doc="MLflow experiment the run is logged under"),
 })
+
+LOGGERS = ("tensorboard", "mlflow")   # danlu/training/_loggers.py
 
 # danlu/diagnose
 DIVERGENCE = Section({
@@ -572,6 +579,10 @@ class Recipe(Node):
                 and self["base"]["mode"] != "full":
             raise RecipeError(f"{source}: lora.enabled needs base.mode: full (probe freezes the adapters too, "
                               f"gradual unfreezes the base weights); got base.mode: {self['base']['mode']}")
+        for i, name in enumerate(self["output"]["loggers"] or ()):
+            if name not in LOGGERS:
+                raise RecipeError(f"{source}: output.loggers[{i}] must be one of {', '.join(LOGGERS)}; "
+                                  f"got {name!r}{did_you_mean(name, LOGGERS)}")
         betas = self["optimizer"]["betas"]
         if betas is not None and (len(betas) != 2 or not all(0 <= b < 1 for b in betas)):
             raise RecipeError(f"{source}: optimizer.betas must be two numbers in [0, 1), got {betas}")

