@@ -48,6 +48,8 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("resume", help="continue a killed or interrupted run from its last checkpoint (断点续训)")
     p.add_argument("run_dir")
     p.add_argument("--checkpoint", help="a checkpoint folder name (e.g. step-00000120) instead of the newest")
+    p.add_argument("--force-foreign-checkpoint", action="store_true",
+                   help="continue from a --checkpoint that another run wrote (refused otherwise; warns)")
     _add_nproc(p)
     _add_common(p)
 
@@ -166,11 +168,13 @@ def cmd_resume(args) -> int:
 
         if (Path(args.run_dir) / "recipe.yaml").is_file():   # answered once, before any launch
             check_batch_size(Recipe.from_yaml(Path(args.run_dir) / "recipe.yaml"), args.nproc)
-        return launch(args.nproc, _relaunch_args(args, ["resume", args.run_dir], {"--checkpoint": args.checkpoint}))
+        command = ["resume", args.run_dir] + ["--force-foreign-checkpoint"] * args.force_foreign_checkpoint
+        return launch(args.nproc, _relaunch_args(args, command, {"--checkpoint": args.checkpoint}))
     from . import _run
     from .distributed import is_main_process
 
-    run = _run.resume(args.run_dir, args.checkpoint, progress=args.progress)
+    run = _run.resume(args.run_dir, args.checkpoint, progress=args.progress,
+                      force_foreign_checkpoint=args.force_foreign_checkpoint)
     if is_main_process():   # under torchrun only rank 0 prints
         _print_summary(run.summary, run.path)
     return 0

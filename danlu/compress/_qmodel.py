@@ -323,10 +323,12 @@ def save_quantized(model: nn.Module, out_dir: str | Path, meta: dict) -> Path:
     ``meta`` must hold ``model`` (the run's model.json: loss_kind, info, model, target_scaled);
     anything else in it (plan, source run) is kept.
     """
+    from .. import _integrity
     from ..training._checkpoint import atomic_save_tensors, atomic_write_text
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    _integrity.begin(out)   # the folder keeps its files' checksums; loading checks them
     qlayers = quantized_layers(model)
     tensors = {}
     for key, tensor in model.state_dict().items():
@@ -346,7 +348,9 @@ def read_meta(qdir: str | Path) -> dict:
     if not (qdir / META_FILE).is_file() or not (qdir / WEIGHTS_FILE).is_file():
         raise UserError(f"{qdir}: not a quantized model folder (needs {META_FILE} and {WEIGHTS_FILE}); "
                         f"make one with `danlu quantize RUN`")
-    meta = json.loads((qdir / META_FILE).read_text(encoding="utf-8"))
+    from .. import _integrity
+
+    meta = _integrity.read_json(qdir / META_FILE)   # and the weights through load_weights: both checked
     if meta.get("format") != FORMAT:
         raise UserError(f"{qdir}: quantized model format {meta.get('format')!r} is not {FORMAT}; "
                         f"quantize the run again with this danlu")

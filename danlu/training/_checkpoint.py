@@ -5,11 +5,19 @@ A checkpoint is a folder ``checkpoints/step-00000123/`` holding
 * ``model.safetensors``   the model's state dict;
 * ``state.safetensors``   every other tensor (optimizer moments, RNG states, best weights ...);
 * ``state.json``          position, schedule, callbacks, history, with tensors referenced by key;
-* ``manifest.json``       SHA-256 of the three files above, checked before anything is read.
+* ``manifest.json``       SHA-256 of the three files above, checked before anything is read
+                          (all three must be listed), and the run's id.
+
+Both state.json and the manifest carry the ``run_id`` of the run that wrote the checkpoint;
+reading refuses another run's checkpoint unless the caller forces it.
 
 It is first written to ``.tmp-step-...`` (each file fsynced), then renamed into place, so a kill
 at any moment leaves either the previous set of checkpoints or the new one, never half of one.
-Nothing is ever unpickled.
+Nothing is ever unpickled. A write the disk refuses leaves no half folder behind.
+
+The files of the run itself (final model, model.json, summary.json ...) are written with
+``atomic_write_text`` / ``atomic_save_tensors``, which keep their checksums in the run's
+manifest (``danlu._integrity``).
 """
 from __future__ import annotations
 
@@ -23,8 +31,10 @@ from pathlib import Path
 import numpy as np
 import torch
 from safetensors import SafetensorError as SafetensorsError
+from safetensors.torch import load as load_bytes
 from safetensors.torch import load_file, save_file
 
+from .. import _integrity as integrity
 from ..errors import CheckpointError
 
 FORMAT = 1
@@ -32,6 +42,7 @@ CKPT_PREFIX = "step-"
 _TENSOR = "__tensor__"
 _ITEMS = "__items__"      # a dict whose keys are not all strings (optimizer state uses ints)
 _TUPLE = "__tuple__"
+CHECKED_FILES = ("model.safetensors", "state.safetensors", "state.json")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -124,15 +135,10 @@ def _fsync_file(path: Path) -> None:
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    """Write a small text file so that readers see the old or the new content, never a mix."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
+    """Write a small text file so that readers see the old or the new content, never a mix
+    (and its checksum is kept in the run's manifest, see ``danlu._integrity``)."""
+    data = text.encode("utf-8")
+    integrity.atomic_write(path, lambda tmp: Path(tmp).write_bytes(data), kill_point=_kill_point)
 
 
 def save_tensors(path: Path, tensors: dict, metadata: dict | None = None) -> None:
@@ -142,12 +148,7 @@ def save_tensors(path: Path, tensors: dict, metadata: dict | None = None) -> Non
 
 
 def atomic_save_tensors(path: Path, tensors: dict) -> None:
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    save_tensors(tmp, tensors)
-    _fsync_file(tmp)
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
+    integrity.atomic_write(path, lambda tmp: save_tensors(tmp, tensors), kill_point=_kill_point)
 
 
 def sha256(path: Path) -> str:
@@ -167,36 +168,52 @@ def checkpoint_name(step: int) -> str:
 
 
 def write_checkpoint(ckpt_root: Path, step: int, model_state: dict, state: dict) -> Path:
-    """Write one checkpoint atomically; returns its folder."""
-    ckpt_root.mkdir(parents=True, exist_ok=True)
+    """Write one checkpoint atomically; returns its folder.
+
+    The checkpoint carries its run's identity (``run_id``, in state.json and the manifest), so
+    that a resume can refuse another run's checkpoint. A write the disk refuses (full, read-only,
+    no permission) removes the half-written folder and raises one ``StorageError``: the earlier
+    checkpoints are untouched and ``danlu resume`` continues from the newest.
+    """
+    ckpt_root = Path(ckpt_root)
     final = ckpt_root / checkpoint_name(step)
     tmp = ckpt_root / f".tmp-{checkpoint_name(step)}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
+    try:
+        ckpt_root.mkdir(parents=True, exist_ok=True)
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        _write_folder(tmp, step, model_state, state, integrity.run_id(ckpt_root.parent))
+        _kill_point("before_rename")
+        if final.exists():  # the same step written again after a resume: replace it whole
+            old = ckpt_root / f".old-{checkpoint_name(step)}"
+            os.replace(final, old)
+            os.replace(tmp, final)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, final)
+        _fsync_dir(ckpt_root)
+    except OSError as err:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise integrity.storage_error(final, err) from None
+    return final
+
+
+def _write_folder(tmp: Path, step: int, model_state: dict, state: dict, run_id: str | None) -> None:
     tmp.mkdir()
     tensors: dict = {}
     meta = split_tensors(state, tensors)
     save_tensors(tmp / "model.safetensors", model_state)
     save_tensors(tmp / "state.safetensors", tensors)
-    (tmp / "state.json").write_text(json.dumps({"format": FORMAT, "state": meta}), encoding="utf-8")
-    files = ["model.safetensors", "state.safetensors", "state.json"]
-    for name in files:
+    (tmp / "state.json").write_text(json.dumps({"format": FORMAT, "run_id": run_id, "state": meta}),
+                                    encoding="utf-8")
+    for name in CHECKED_FILES:
         _fsync_file(tmp / name)
         _kill_point("after_file")
-    manifest = {"format": FORMAT, "step": step, "sha256": {n: sha256(tmp / n) for n in files}}
+    manifest = {"format": FORMAT, "step": step, "run_id": run_id,
+                "sha256": {n: sha256(tmp / n) for n in CHECKED_FILES}}
     (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1), encoding="utf-8")
     _fsync_file(tmp / "manifest.json")
     _fsync_dir(tmp)
-    _kill_point("before_rename")
-    if final.exists():  # the same step written again after a resume: replace it whole
-        old = ckpt_root / f".old-{checkpoint_name(step)}"
-        os.replace(final, old)
-        os.replace(tmp, final)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, final)
-    _fsync_dir(ckpt_root)
-    return final
 
 
 def _kill_point(where: str) -> None:
@@ -225,39 +242,108 @@ def list_checkpoints(ckpt_root: Path) -> list[Path]:
 
 def verify_checkpoint(path: Path) -> dict:
     """Check the manifest and every checksum; return the manifest or raise CheckpointError."""
-    path = Path(path)
+    return _read_verified(Path(path))[0]
+
+
+def _read_verified(path: Path) -> tuple[dict, dict]:
+    """(manifest, {file name: bytes}) of a checkpoint whose files all match the manifest, which
+    must list every file a checkpoint holds (an empty or partial table is refused)."""
+    earlier = "resume from an earlier checkpoint with --checkpoint"
     manifest_path = path / "manifest.json"
     if not manifest_path.is_file():
         raise CheckpointError(f"{path}: not a danlu checkpoint (no manifest.json)")
     try:
         manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
         sums = manifest["sha256"]
+        if not isinstance(sums, dict) or not all(isinstance(v, str) for v in sums.values()):
+            raise TypeError("sha256 is not a table of checksums")
     except (ValueError, KeyError, TypeError, UnicodeDecodeError):
-        raise CheckpointError(f"{path}/manifest.json is damaged; resume from an earlier checkpoint "
-                              f"with --checkpoint") from None
-    for name, expected in sums.items():
+        raise CheckpointError(f"{path}/manifest.json is damaged; {earlier}") from None
+    unlisted = [name for name in CHECKED_FILES if name not in sums]
+    if unlisted:
+        raise CheckpointError(f"{manifest_path}: lists no checksum for {', '.join(unlisted)}, so the checkpoint "
+                              f"cannot be checked; {earlier}")
+    contents = {}
+    for name in CHECKED_FILES:
         f = path / name
         if not f.is_file():
-            raise CheckpointError(f"{path}: {name} is missing; resume from an earlier checkpoint with --checkpoint")
-        if sha256(f) != expected:
-            raise CheckpointError(f"{path}: {name} does not match its checksum (truncated or modified); "
-                                  f"resume from an earlier checkpoint with --checkpoint")
-    return manifest
+            raise CheckpointError(f"{path}: {name} is missing; {earlier}")
+        data = f.read_bytes()
+        if hashlib.sha256(data).hexdigest() != sums[name]:
+            raise CheckpointError(f"{path}: {name} does not match its checksum (truncated or modified); {earlier}")
+        contents[name] = data
+    return manifest, contents
 
 
-def read_checkpoint(path: Path, device="cpu") -> tuple[dict, dict]:
-    """Return (model state dict, state) of a verified checkpoint."""
+def read_checkpoint(path: Path, device="cpu", *, run_dir: Path | None = None,
+                    force_foreign: bool = False) -> tuple[dict, dict]:
+    """Return (model state dict, state) of a verified checkpoint of the run in ``run_dir``.
+
+    ``run_dir`` defaults to the run the checkpoint's folder lies in. A checkpoint of another run
+    (its ``run_id`` differs, or it has none) is refused unless ``force_foreign``, which only warns.
+    """
     path = Path(path)
-    verify_checkpoint(path)
+    manifest, contents = _read_verified(path)
+    where = f"{path}/state.json"
     try:
-        model_state = load_file(str(path / "model.safetensors"), device=str(device))
-        tensors = load_file(str(path / "state.safetensors"), device="cpu")
-        meta = json.loads((path / "state.json").read_text(encoding="utf-8"))
-    except (SafetensorsError, ValueError, OSError) as err:
-        raise CheckpointError(f"{path}: cannot be read ({err}); resume from an earlier checkpoint") from None
+        meta = json.loads(contents["state.json"].decode("utf-8"))
+        model_state = load_bytes(contents["model.safetensors"])
+        tensors = load_bytes(contents["state.safetensors"])
+    except (SafetensorsError, ValueError, UnicodeDecodeError) as err:
+        raise CheckpointError(f"{path}: cannot be read ({type(err).__name__}: {err}); resume from an earlier "
+                              f"checkpoint with --checkpoint") from None
+    if not isinstance(meta, dict) or not isinstance(meta.get("state"), dict):
+        raise CheckpointError(f"{where}: expected an object with a 'state' object; the checkpoint is damaged, "
+                              f"resume from an earlier checkpoint with --checkpoint")
     if meta.get("format") != FORMAT:
         raise CheckpointError(f"{path}: checkpoint format {meta.get('format')} is not supported by this danlu")
-    return model_state, join_tensors(meta["state"], tensors)
+    _check_owner(path, manifest, meta, run_dir, force_foreign)
+    try:
+        state = join_tensors(meta["state"], tensors)
+    except (KeyError, TypeError, ValueError) as err:
+        raise CheckpointError(f"{where}: refers to tensors state.safetensors does not hold ({err}); the checkpoint "
+                              f"is damaged, resume from an earlier checkpoint with --checkpoint") from None
+    if str(device) != "cpu":
+        model_state = {k: v.to(device) for k, v in model_state.items()}
+    return model_state, state
+
+
+def _check_owner(path: Path, manifest: dict, meta: dict, run_dir, force_foreign: bool) -> None:
+    """Refuse a checkpoint that another run wrote (unless forced, with a warning)."""
+    if run_dir is None:
+        run_dir = path.parent.parent if path.parent.name == "checkpoints" else None
+    expected = integrity.run_id(run_dir) if run_dir is not None else None
+    owner = manifest.get("run_id")
+    if owner != meta.get("run_id"):
+        raise CheckpointError(f"{path}: its manifest.json and state.json name different runs; the checkpoint was "
+                              f"edited — resume from another checkpoint with --checkpoint")
+    if expected is None or owner == expected:   # no run to compare with (a checkpoint of one's own), or its run
+        return
+    whose = f"another run ({owner})" if owner else "no run (written before checkpoints carried their run's id)"
+    if not force_foreign:
+        raise CheckpointError(f"{path}: belongs to {whose}, not to {run_dir}; resume from one of this run's "
+                              f"checkpoints, or pass --force-foreign-checkpoint to continue from it anyway")
+    integrity.warn(f"{path} belongs to {whose}; continuing {run_dir} from it because of --force-foreign-checkpoint")
+
+
+def check_state_dict(model: torch.nn.Module, weights: dict, path: Path, fix: str) -> None:
+    """Refuse ``weights`` (read from ``path``) unless they are exactly the tensors ``model`` holds,
+    each of its shape: a renamed key or another architecture's weights is one line, not a
+    traceback from ``load_state_dict``."""
+    own = model.state_dict()
+    missing = [k for k in own if k not in weights]
+    extra = [k for k in weights if k not in own]
+    shapes = [f"{k} is {list(weights[k].shape)}, the model needs {list(v.shape)}"
+              for k, v in own.items() if k in weights and tuple(weights[k].shape) != tuple(v.shape)]
+    problems = []
+    if missing:
+        problems.append(f"missing tensor {missing[0]!r}" + (f" and {len(missing) - 1} more" if len(missing) > 1 else ""))
+    if extra:
+        problems.append(f"unknown tensor {extra[0]!r}" + (f" and {len(extra) - 1} more" if len(extra) > 1 else ""))
+    if shapes:
+        problems.append(shapes[0] + (f" (and {len(shapes) - 1} more shapes differ)" if len(shapes) > 1 else ""))
+    if problems:
+        raise CheckpointError(f"{path}: {'; '.join(problems)}; {fix}")
 
 
 def prune_checkpoints(ckpt_root: Path, keep_last: int, keep: set[str]) -> None:
@@ -281,6 +367,9 @@ def load_weights(path: Path, allow_pickle_format: bool = False, device="cpu") ->
         raise CheckpointError(f"{path}: weights file not found")
     if path.suffix == ".safetensors":
         try:
+            if integrity.is_checked(path):   # a file a run wrote: loaded only if it matches its checksum
+                tensors = load_bytes(integrity.read_bytes(path))
+                return {k: v.to(device) for k, v in tensors.items()} if str(device) != "cpu" else tensors
             return load_file(str(path), device=str(device))
         except SafetensorsError as err:
             raise CheckpointError(f"{path}: not a valid safetensors file ({err})") from None
