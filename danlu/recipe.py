@@ -514,6 +514,7 @@ class Recipe(Node):
     def from_dict(cls, data: Mapping | None = None, source: str = "recipe", **kwargs) -> "Recipe":
         data = _thaw(dict(data or {})) | kwargs
         checked = _check_section(RECIPE, data, "", source)
+        _cap_epochs(checked)
         recipe = cls(_freeze(checked))
         dict.__setattr__(recipe, "source", source)
         recipe._check_cross(source)
@@ -586,6 +587,23 @@ class Recipe(Node):
         betas = self["optimizer"]["betas"]
         if betas is not None and (len(betas) != 2 or not all(0 <= b < 1 for b in betas)):
             raise RecipeError(f"{source}: optimizer.betas must be two numbers in [0, 1), got {betas}")
+
+
+MAX_EPOCHS_VAR = "DANLU_MAX_EPOCHS"
+
+
+def _cap_epochs(checked: dict) -> None:
+    """Smoke tests: ``DANLU_MAX_EPOCHS=N`` caps every recipe's train.epochs at N, so that commands
+    run as written but quickly (the README test sets it to 1). The one place danlu reads it."""
+    import os
+
+    text = os.environ.get(MAX_EPOCHS_VAR, "").strip()
+    if not text:
+        return
+    if not text.isdigit() or int(text) < 1:
+        raise RecipeError(f"environment: {MAX_EPOCHS_VAR} must be a whole number >= 1, got {text!r}; "
+                          f"unset it to train for the recipe's train.epochs")
+    checked["train"]["epochs"] = min(checked["train"]["epochs"], int(text))
 
 
 def _resolve_data_path(data: dict, recipe_dir: Path) -> None:
