@@ -81,7 +81,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--lang", choices=("en", "zh"), default=None)
     _add_common(p)
 
-    p = sub.add_parser("keys", help="list every recipe key with its default")
+    p = sub.add_parser("keys", help="list every recipe key with its default, and each model kind's keys")
     _add_common(p)
 
     for name, module in _command_modules().items():
@@ -236,7 +236,28 @@ def cmd_keys(args) -> int:
 
     for path, default, doc in describe():
         print(f"{path:36s} {default:14s} {doc}")
+    for kind, rows in model_kind_keys().items():
+        print(f"\nmodel.kind: {kind}")
+        for path, default, doc in rows:
+            print(f"  {path:34s} {default:14s} {doc}")
     return 0
+
+
+def model_kind_keys() -> dict[str, list[tuple[str, str, str]]]:
+    """(key path, default, doc) of the model keys each kind takes: built-in, classical and any kind
+    registered in this process (a kind registered without a schema takes any keys)."""
+    import json
+
+    from . import classical  # noqa: F401 — importing it registers the classical kinds (no torch)
+    from .models import registered_params
+
+    out = {}
+    for kind, params in sorted(registered_params().items()):
+        if params is None:
+            out[kind] = [("model.*", "-", "any keys: this kind checks its own")]
+            continue
+        out[kind] = [(f"model.{key}", json.dumps(field.default), field.doc) for key, field in params.items()]
+    return out
 
 
 COMMANDS = {"train": cmd_train, "resume": cmd_resume, "eval": cmd_eval, "predict": cmd_predict,
