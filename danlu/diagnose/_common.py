@@ -44,3 +44,14 @@ def params_finite(model: torch.nn.Module) -> bool:
     with torch.no_grad():
         checks = [torch.isfinite(t).all() for t in model.state_dict().values() if t.is_floating_point()]
         return bool(torch.stack(checks).all()) if checks else True
+
+
+def since_rescue(state) -> int:
+    """The index of the first epoch (in ``state.history``) that started after the last rescue:
+    epochs before it were trained at a learning rate since cut, so the fit and convergence
+    checks judge only the epochs after it."""
+    start = 0
+    for event in getattr(state, "events", ()):
+        if event.get("kind") == "rescue" and isinstance(event.get("epoch"), int):
+            start = event["epoch"] + 1
+    return start

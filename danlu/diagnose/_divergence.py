@@ -16,6 +16,25 @@ position is not rewound: training goes on from the batch after the blow-up.
 Snapshots are taken only of weights that a training loss has vouched for: at a good step,
 before its update is applied, every ``snapshot_every`` good steps and at the first good step
 after each epoch end.
+
+Not every blow-up produces a NaN or a spike. An adaptive optimizer (Adam, RMSProp) at a rate
+far too high throws the weights somewhere the loss is merely as bad as a constant guess, and
+keeps them there. So at each epoch's end the run is also compared with the trivial predictor
+(class priors, the mean target), whose loss is measured once at the start:
+
+* ``worse_than_trivial``: the epoch's training loss is well above both the trivial loss and the
+  untrained model's, or the validation loss is far above them while training did not memorise;
+* ``back_to_trivial``: an earlier epoch was clearly better than the trivial predictor, and both
+  losses are now back at its level;
+* ``one_class``: the predictions have collapsed onto one class although the data have several
+  (after the model had been better than that, or while it is worse than trivial).
+
+* ``unstable``: in the few epochs right after a rescue, the training loss rose clearly from one
+  epoch to the next: the cut was not enough (a rate 1000x too high needs several).
+
+Such an epoch is a ``collapse``: the run is rolled back to the last good epoch (the one with the
+best validation loss so far; the initial weights if there was none) with its optimizer state,
+and the learning rate is cut, as a NaN rescue does; the rescues count against one budget.
 """
 from __future__ import annotations
 
@@ -24,11 +43,21 @@ from collections import deque
 
 import torch
 
-from ._common import clone_tree, params_finite, report
+from ._common import clone_tree, finite, params_finite, report
 
 _REFRESH = 10          # good steps between recomputations of the spike threshold (after the first ones)
 _FLOOR = 0.1           # spikes are judged against at least this fraction of the early loss level
 _MAX_LOGGED = 25       # bad steps recorded one by one; later ones are only counted
+_WORSE = 1.15          # training loss this far above the trivial (and the initial) loss: worse than a guess
+_FAR_WORSE = 1.5       # validation loss this far above them: confidently wrong
+_LEARNED = 0.6         # a loss below this fraction of the trivial one: the model had learned something
+_BACK = 0.9            # ... and above this fraction again: it is back at the trivial level
+_ONE_CLASS = 0.9       # share of predictions on one class that is a collapse ...
+_MIXED = 0.6           # ... when no class holds more than this share of the rows
+_PROBATION = 8         # epochs after a rescue in which a rising training loss means "cut again"
+_UNSTABLE = 0.1        # ... a rise by more than this (relative) ...
+_TINY = 0.02           # ... of a loss still above this fraction of the trivial one
+_PROBE_ROWS = 1024     # rows used for the trivial and initial losses and the prediction shares
 
 
 class DivergenceMonitor:
@@ -62,12 +91,24 @@ class DivergenceMonitor:
         self._snapshot_layout = None               # what the snapshot's buffers fit (see _take_snapshot)
         self.since_snapshot = 0
         self.snapshot_due = False                  # an epoch ended: snapshot at the next good step
+        self.trivial = None                        # loss of the best constant prediction (training rows)
+        self.initial = None                        # loss of the untrained model on the same rows
+        self.majority = None                       # share of the most common class (classification)
+        self.safe = None                           # {"step", "model", "optimizer"} of the last good epoch
+        self.best_val = None                       # best validation (or training) loss of a good epoch
+        self.learned = False                       # an epoch was clearly better than the trivial predictor
+        self.probation = 0                         # epochs left in which a rising loss triggers a rescue
+        self.prev_train = None                     # last epoch's training loss (since the last rescue)
+        self.rescue_epoch = None                   # the epoch of the last rescue
 
     # -- hooks ---------------------------------------------------------------------------------
 
     def on_fit_start(self, state) -> None:
         if self.snapshot is None:  # the initial weights are good by definition
             self._take_snapshot(state)
+        if self.safe is None:
+            self.safe = _copy_snapshot(self.snapshot)
+            self._measure_trivial(state)
 
     def on_backward_end(self, state) -> None:
         self.ticks += 1
@@ -92,6 +133,107 @@ class DivergenceMonitor:
         # weights the epoch's last step made. The first batch of the next epoch sees exactly
         # these weights: the snapshot is taken there, if its loss is good.
         self.snapshot_due = True
+        if state.stop_reason is not None or self.trivial is None:
+            return
+        facts = self._collapse_facts(state)
+        if facts is None:
+            facts = self._unstable_facts(state)
+        if facts is not None:
+            report(state, "collapse", self.lang, **facts)
+            self._rescue(state, to_safe=True)
+            return
+        train = state.metrics.get("train_loss_running_mean")
+        # an epoch with a rescue in it mixes two rates: no yardstick for the next one
+        self.prev_train = train if finite(train) and state.epoch != self.rescue_epoch else None
+        val = state.metrics.get("val_loss")
+        judged = val if finite(val) else train
+        if not finite(judged):
+            return
+        if judged <= _LEARNED * self.trivial:
+            self.learned = True
+        if self.best_val is None or judged <= self.best_val:
+            self.best_val = judged
+            self.safe = _copy_snapshot({"step": state.step, "model": state.model.state_dict(),
+                                        "optimizer": state.optimizer.state_dict()})
+
+    # -- collapse without NaN --------------------------------------------------------------------
+
+    def _measure_trivial(self, state) -> None:
+        """The trivial predictor's loss and the untrained model's, on a slice of the training rows."""
+        from ..training import model_outputs
+        from ..training._objective import is_objective_model
+        from ._fit import trivial_loss
+
+        splits = getattr(state, "splits", None) or {}
+        if "train" not in splits or is_objective_model(state.model):
+            return
+        X, y = splits["train"]
+        X, y = X[:_PROBE_ROWS], y[:_PROBE_ROWS]
+        try:
+            out = model_outputs(state.model, X)
+            initial = float(state.loss_fn(out, y))
+            trivial = trivial_loss(out, y, state)
+        except (RuntimeError, ValueError, TypeError, IndexError):  # a model this check cannot probe
+            return
+        if trivial is None or not trivial > 0 or not math.isfinite(initial):
+            return
+        self.trivial, self.initial = trivial, initial
+        if state.info.task == "classification" and state.loss_kind == "cross_entropy":
+            counts = torch.bincount(y.long().reshape(-1)).double()
+            self.majority = float(counts.max() / counts.sum())
+
+    def _collapse_facts(self, state) -> dict | None:
+        train = state.metrics.get("train_loss_running_mean")
+        val = state.metrics.get("val_loss")
+        if not finite(train):
+            return None   # a non-finite epoch is the step checks' business
+        trivial = self.trivial
+        ref = max(trivial, self.initial)
+        facts = {"train_loss": train, "val_loss": val if finite(val) else None, "trivial": trivial,
+                 "initial": self.initial}
+        share = self._top_share(state)
+        if share is not None:
+            facts["top_share"] = share
+        # The running mean of an epoch with a rescue in it mixes two rates: the validation loss,
+        # taken after the epoch, must agree that the model is no better than a guess.
+        val_bad = not finite(val) or val >= _BACK * trivial
+        if (train >= _WORSE * ref and val_bad) or (finite(val) and val >= _FAR_WORSE * ref and train >= _BACK * trivial):
+            return {"variant": "worse_than_trivial", **facts}
+        judged = val if finite(val) else train
+        if self.learned and judged >= _BACK * trivial and train >= _BACK * trivial:
+            return {"variant": "back_to_trivial", "best_loss": self.best_val, **facts}
+        if share is not None and share >= _ONE_CLASS and (self.learned or train >= trivial):
+            return {"variant": "one_class", **facts}
+        return None
+
+    def _unstable_facts(self, state) -> dict | None:
+        if self.probation <= 0:
+            return None
+        self.probation -= 1
+        train, prev = state.metrics.get("train_loss_running_mean"), self.prev_train
+        if self.rescues >= self.max_rescues or not finite(train) or prev is None:
+            return None   # a rising loss alone never ends a run
+        val = state.metrics.get("val_loss")
+        if finite(val) and self.best_val is not None and val < self.best_val:
+            return None   # a rougher epoch that still improved on validation is progress
+        if train > prev * (1 + _UNSTABLE) and train > _TINY * self.trivial:
+            return {"variant": "unstable", "train_loss": train, "previous": prev, "rise": train / prev - 1,
+                    "trivial": self.trivial}
+        return None
+
+    def _top_share(self, state) -> float | None:
+        """The share of validation predictions on the most predicted class, where the data have
+        no class that large (None otherwise, or when it cannot be told)."""
+        if self.majority is None or self.majority > _MIXED or "validation" not in state.splits:
+            return None
+        from ..training import model_outputs
+
+        X = state.splits["validation"][0][:_PROBE_ROWS]
+        out = model_outputs(state.model, X)
+        if out.dim() != 2 or out.shape[1] < 2 or len(out) == 0:
+            return None
+        counts = torch.bincount(out.argmax(1), minlength=out.shape[1]).double()
+        return float(counts.max() / counts.sum())
 
     # -- steps -----------------------------------------------------------------------------------
 
@@ -137,7 +279,13 @@ class DivergenceMonitor:
 
     # -- rescue ----------------------------------------------------------------------------------
 
-    def _rescue(self, state) -> None:
+    def _rescue(self, state, to_safe: bool = False) -> None:
+        """Roll back and lower the learning rate: to the last good snapshot after bad steps, to
+        the last good epoch after a collapse (``to_safe``)."""
+        if to_safe:
+            # the step snapshots may already hold collapsed weights: the good epoch replaces them
+            self.snapshot = _copy_snapshot(self.safe)
+            self._snapshot_layout = None
         if self.rescues >= self.max_rescues:
             self._give_up(state)
             return
@@ -149,9 +297,10 @@ class DivergenceMonitor:
         lr_after = self._lower_lr(state)
         report(state, "rescue", self.lang, n=self.rescues, max=self.max_rescues,
                to_step=self.snapshot["step"], lr_before=lr_before, lr_after=lr_after,
-               batches=[list(b) for b in batches])
+               batches=[list(b) for b in batches], cause="collapse" if to_safe else "steps")
         self.bad_ticks.clear()
         self.bad_where.clear()
+        self.probation, self.prev_train, self.rescue_epoch = _PROBATION, None, state.epoch
         # Losses from just before the blow-up would inflate the median; start it afresh.
         self.losses.clear()
         self.threshold = self.spike_factor * self.reference if self.reference else math.inf
@@ -214,7 +363,9 @@ class DivergenceMonitor:
             "bad_where": [list(w) for w in self.bad_where], "bad_total": self.bad_total,
             "rescues": self.rescues, "skip_batches": sorted(list(b) for b in self.skip_batches),
             "snapshot": self.snapshot, "since_snapshot": self.since_snapshot,
-            "snapshot_due": self.snapshot_due,
+            "snapshot_due": self.snapshot_due, "trivial": self.trivial, "initial": self.initial,
+            "majority": self.majority, "safe": self.safe, "best_val": self.best_val, "learned": self.learned,
+            "probation": self.probation, "prev_train": self.prev_train, "rescue_epoch": self.rescue_epoch,
         }
 
     def load_state_dict(self, d: dict) -> None:
@@ -230,6 +381,19 @@ class DivergenceMonitor:
         self.snapshot = d["snapshot"]  # held where it was loaded (the CPU): the next one is a fresh copy
         self.since_snapshot = d["since_snapshot"]
         self.snapshot_due = d["snapshot_due"]
+        # checkpoints written before collapse detection existed lack these: the check stays off
+        self.trivial, self.initial, self.majority = d.get("trivial"), d.get("initial"), d.get("majority")
+        self.safe, self.best_val, self.learned = d.get("safe"), d.get("best_val"), d.get("learned", False)
+        self.probation, self.prev_train = d.get("probation", 0), d.get("prev_train")
+        self.rescue_epoch = d.get("rescue_epoch")
+        if self.safe is None and self.snapshot is not None:
+            self.safe = _copy_snapshot(self.snapshot)
+
+
+def _copy_snapshot(snap: dict) -> dict:
+    """An own copy of a snapshot (or of live state dicts shaped like one)."""
+    return {"step": snap["step"], "model": {k: v.detach().clone() for k, v in snap["model"].items()},
+            "optimizer": clone_tree(snap["optimizer"])}
 
 
 def _leaves(tree):

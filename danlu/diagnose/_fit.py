@@ -1,11 +1,22 @@
-"""Fit: overfitting while training, underfitting at the end.
+"""Fit: overfitting while training, underfitting and an absent signal at the end, and inputs
+on wildly different scales at the start.
 
-* overfitting: the validation loss has stayed above its minimum for ``patience`` epochs (and
-  is clearly above it now) while the training loss kept falling, epoch after epoch. It began at the epoch of the
-  minimum; the gap is validation minus training loss.
+* overfitting, ``rising``: the validation loss has stayed above its minimum for ``patience``
+  epochs (and is clearly above it now) while the training loss kept falling, epoch after epoch.
+  It began at the epoch of the minimum; the gap is validation minus training loss.
+* overfitting, ``gap``: for ``patience`` epochs in a row the model scores clearly better on (a
+  slice of) its training rows than on validation, in its metric (accuracy, r2) and in its loss,
+  even though the validation loss need not rise. It opened at the first epoch of that stretch;
+  the stretch only ends once the gap has shrunk to half the threshold (hysteresis).
+* no signal: at the end the model has learned its training rows, yet on validation it is no
+  better than a trivial predictor (random labels, features unrelated to the label).
 * underfitting: at the end the model is no better on its own training rows than a trivial
   predictor (the majority class; the mean for regression: r2 <= 0.05), or its training and
   validation losses are still close to that predictor's loss.
+* unscaled features: with ``data.scale: none`` the largest feature standard deviation is more
+  than ``_SPREAD`` times the median one (pixels on one scale are not flagged).
+
+Epochs before the last rescue are left out: they were trained at a rate since cut.
 
 The epoch checks run in ``on_validation_end`` rather than at epoch end: the checkpoint of the
 epoch is written at epoch end, so it then holds what they saw.
@@ -17,12 +28,18 @@ import math
 import torch
 
 from ..training._objective import is_objective_model
-from ._common import finite, report
+from ._common import finite, report, since_rescue
 
 _RISE = 0.02          # validation loss this far (relative) above its minimum counts as risen
 _SKILL = 0.05         # closing less than this share of the gap to perfect is "no better than trivial"
 _NEAR_TRIVIAL = 0.9   # losses above this fraction of the trivial predictor's loss are "high"
 _MAX_ROWS = 10_000    # training rows scored at the end (a bound on the cost for large sets)
+_GAP_ROWS = 1024      # training rows scored each epoch for the generalisation gap
+_GAP = {"accuracy": 0.05, "r2": 0.1}   # metric gap (train - validation) that counts as overfitting ...
+_GAP_LOSS = 10.0      # ... when the validation loss is also this many times the training loss
+_NO_SIGNAL = 0.1      # validation skill at most this (share of the gap to perfect) ...
+_LEARNT = 0.3         # ... while the training skill is at least this: no signal
+_SPREAD = 30.0        # the largest feature standard deviation over the median one: unscaled
 
 
 class FitMonitor:
@@ -34,32 +51,146 @@ class FitMonitor:
         self.patience = patience
         self.lang = lang
         self.overfitting_reported = False
+        self.gap_since = None     # 1-based epoch at which the current gap opened
+        self.gap_epochs = 0       # epochs in a row with the gap open
+        self.scale_checked = False
+
+    def on_fit_start(self, state) -> None:
+        if not self.scale_checked:
+            self.scale_checked = True
+            facts = unscaled_facts(state)
+            if facts is not None:
+                report(state, "unscaled_features", self.lang, **facts)
 
     def on_validation_end(self, state) -> None:
         if self.overfitting_reported:
             return
-        val = [h.get("val_loss") for h in state.history] + [state.metrics.get("val_loss")]
-        train = [h.get("train_loss_running_mean") for h in state.history] + \
-                [state.metrics.get("train_loss_running_mean")]
+        start = since_rescue(state)
+        rows = state.history[start:] + [state.metrics]
+        val = [h.get("val_loss") for h in rows]
+        train = [h.get("train_loss_running_mean") for h in rows]
         facts = overfitting_facts(val, train, self.patience)
+        if facts is not None:
+            facts["began_epoch"] += start
+        else:
+            facts = self._gap_facts(state)
         if facts is not None:
             self.overfitting_reported = True
             report(state, "overfitting", self.lang, **facts)
+
+    def _gap_facts(self, state) -> dict | None:
+        figures = _epoch_figures(state)
+        if figures is None:
+            return None
+        metric, train_value, val_value, train_loss, val_loss = figures
+        gap = train_value - val_value
+        wide = gap >= _GAP[metric] and val_loss >= _GAP_LOSS * max(train_loss, 1e-12)
+        if wide:
+            self.gap_epochs += 1
+            self.gap_since = self.gap_since or state.epoch + 1
+        elif gap < _GAP[metric] / 2:   # hysteresis: a gap just under the line is still open
+            self.gap_epochs, self.gap_since = 0, None
+        if self.gap_epochs < self.patience:
+            return None
+        return {"variant": "gap", "began_epoch": self.gap_since, "epochs": self.gap_epochs, "metric": metric,
+                "train_value": train_value, "val_value": val_value, "gap": gap, "train_loss": train_loss,
+                "val_loss": val_loss}
 
     def on_fit_end(self, state) -> None:
         if state.extra.get("diverged") or state.epoch == 0 or "train" not in state.splits:
             return  # a blown-up model is not underfit; and nothing was trained yet
         if is_objective_model(state.model):
             return  # a generative model has no trivial predictor to be compared with
+        end = end_figures(state)
+        if end is not None:
+            state.extra["fit_figures"] = end
+            if end.get("val") is not None and _skill(end["val"], end) <= _NO_SIGNAL \
+                    and _skill(end["train"], end) >= _LEARNT:
+                report(state, "no_signal", self.lang, epoch=state.epoch - 1, metric=end["metric"],
+                       train_value=end["train"], val_value=end["val"], trivial=end["trivial"])
+                return
         facts = underfitting_facts(state)
         if facts is not None:
             report(state, "underfitting", self.lang, epoch=state.epoch - 1, **facts)
 
     def state_dict(self) -> dict:
-        return {"overfitting_reported": self.overfitting_reported}
+        return {"overfitting_reported": self.overfitting_reported, "gap_since": self.gap_since,
+                "gap_epochs": self.gap_epochs, "scale_checked": self.scale_checked}
 
     def load_state_dict(self, d: dict) -> None:
         self.overfitting_reported = d["overfitting_reported"]
+        self.gap_since, self.gap_epochs = d.get("gap_since"), d.get("gap_epochs", 0)
+        self.scale_checked = d.get("scale_checked", True)
+
+
+def _skill(value: float, end: dict) -> float:
+    """The share of the way from the trivial predictor to a perfect one."""
+    trivial = end["trivial"]
+    return (value - trivial) / (1 - trivial) if trivial < 1 else 0.0
+
+
+def _epoch_figures(state):
+    """(metric, train value, validation value, train loss, validation loss) of this epoch, the
+    training figures on a slice of the training rows in evaluation mode; None where not told."""
+    from ..training import evaluate_outputs, model_outputs
+
+    splits = getattr(state, "splits", None) or {}
+    if "validation" not in splits or "train" not in splits or is_objective_model(state.model):
+        return None
+    metric = "accuracy" if state.info.task == "classification" else "r2"
+    val_value, val_loss = state.metrics.get(f"val_{metric}"), state.metrics.get("val_loss")
+    if not finite(val_value) or not finite(val_loss):
+        return None
+    X, y = state.splits["train"]
+    X, y = X[:_GAP_ROWS], y[:_GAP_ROWS]
+    figures = evaluate_outputs(model_outputs(state.model, X), y, state.loss_fn, state.loss_kind, state.info)
+    train_value, train_loss = figures.get(metric), figures.get("loss")
+    if not finite(train_value) or not finite(train_loss):
+        return None
+    return metric, train_value, val_value, train_loss, val_loss
+
+
+def end_figures(state) -> dict | None:
+    """The model's metric at the end on training and validation rows, and the trivial predictor's."""
+    from ..training import evaluate_outputs, model_outputs
+
+    metric = "accuracy" if state.info.task == "classification" else "r2"
+    out = {"metric": metric}
+    for split in ("train", "validation"):
+        if split not in state.splits:
+            continue
+        X, y = state.splits[split]
+        X, y = X[:_MAX_ROWS], y[:_MAX_ROWS]
+        value = evaluate_outputs(model_outputs(state.model, X), y, state.loss_fn, state.loss_kind,
+                                 state.info).get(metric)
+        out["train" if split == "train" else "val"] = value if finite(value) else None
+        if split == "train":
+            if metric == "accuracy":
+                counts = torch.bincount(y.long().reshape(-1)).double()
+                out["trivial"] = float(counts.max() / counts.sum())
+            else:
+                out["trivial"] = 0.0
+    if out.get("train") is None:
+        return None
+    out.setdefault("val", None)
+    return out
+
+
+def unscaled_facts(state) -> dict | None:
+    scale = getattr(getattr(state.recipe, "data", None), "scale", None)
+    if scale != "none" or "train" not in state.splits or is_objective_model(state.model):
+        return None
+    X = state.splits["train"][0]
+    if not torch.is_floating_point(X) or X.dim() != 2 or len(X) < 2 or X.shape[1] < 2:
+        return None
+    std = X[:_MAX_ROWS].double().std(0)
+    std = std[std > 0]
+    if len(std) < 2:
+        return None
+    lo, mid, hi = float(std.min()), float(std.median()), float(std.max())
+    if hi < _SPREAD * mid:
+        return None
+    return {"min_std": lo, "median_std": mid, "max_std": hi, "ratio": hi / mid}
 
 
 def overfitting_facts(val: list, train: list, patience: int) -> dict | None:
@@ -74,7 +205,7 @@ def overfitting_facts(val: list, train: list, patience: int) -> dict | None:
     risen = val[-1] > best_val + _RISE * abs(best_val)
     if not (risen and _falling(train[best:])):
         return None
-    return {"epochs": since, "began_epoch": best + 1, "best_val_loss": best_val, "val_loss": val[-1],
+    return {"variant": "rising", "epochs": since, "began_epoch": best + 1, "best_val_loss": best_val, "val_loss": val[-1],
             "train_loss": train[-1], "gap": val[-1] - train[-1]}
 
 

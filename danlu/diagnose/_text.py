@@ -16,8 +16,9 @@ import math
 LANGS = ("en", "zh")
 
 # Every diagnosis id a monitor can record, roughly from most to least urgent.
-DIAGNOSES = ("rescue_exhausted", "divergence", "rescue", "nan_loss", "loss_spike", "exploding_gradient",
-             "vanishing_gradient", "lr_too_high", "overfitting", "underfitting", "lr_too_low", "plateau",
+DIAGNOSES = ("rescue_exhausted", "divergence", "collapse", "rescue", "nan_loss", "loss_spike",
+             "exploding_gradient", "vanishing_gradient", "unscaled_features", "lr_too_high", "no_signal",
+             "overfitting", "underfitting", "lr_too_low", "stopped_too_early", "still_improving", "plateau",
              "false_convergence", "converged")
 
 # Diagnoses that are news, not problems: a run with only these is clean.
@@ -25,7 +26,12 @@ GOOD_NEWS = ("converged",)
 
 _FALLBACK_TITLES = {
     "divergence": ("divergence (炸炉)", "炸炉"),
+    "collapse": ("collapse without NaN (炸炉)", "无 NaN 的炸炉（塌缩）"),
     "nan_loss": ("non-finite loss", "损失出现 NaN/inf"),
+    "unscaled_features": ("unscaled features", "特征未缩放"),
+    "no_signal": ("no signal in the data", "数据中没有可学的信号"),
+    "still_improving": ("stopped while still improving", "仍在进步时就停止了"),
+    "stopped_too_early": ("stopped too early", "停止得太早"),
     "loss_spike": ("loss spike", "损失突增"),
     "rescue": ("rescue", "自动救援"),
     "rescue_exhausted": ("rescue exhausted", "救援失败"),
@@ -44,6 +50,21 @@ _FALLBACK_ADVICE = {
     "divergence": ("The loss or the gradients became NaN/inf or jumped far above their recent level; the "
                    "steps are too large for this model and data.",
                    "损失或梯度变成 NaN/inf，或远高于近期水平：对这个模型和数据来说步子太大了。"),
+    "collapse": ("The loss jumped to (or stayed at) the level of a constant guess after the model had done "
+                 "better, or the predictions fell onto one class: the steps threw the weights away without any "
+                 "NaN. The learning rate is far too high for this optimizer.",
+                 "损失在模型学到东西之后又跳回（或停在）常数猜测的水平，或者预测全部落到同一类：步子太大把权重甩飞了，"
+                 "只是没有出现 NaN。对这个优化器来说学习率高得太多。"),
+    "unscaled_features": ("The input features live on very different scales; one learning rate cannot suit "
+                          "them all, which slows training or blows it up.",
+                          "输入特征的尺度相差很大；同一个学习率无法同时适合它们，训练会变慢或炸炉。"),
+    "no_signal": ("The model learns the training rows but does no better than a constant guess on new rows: "
+                  "the features carry no information about the label, or the labels are noise.",
+                  "模型记住了训练数据，但在新数据上并不比常数猜测好：特征里没有关于标签的信息，或者标签本身是噪声。"),
+    "still_improving": ("The loss was still falling clearly when the epochs ran out: the model is not "
+                        "finished.", "训练轮数用完时损失仍在明显下降：模型还没训练完。"),
+    "stopped_too_early": ("Early stopping ended the run while the training loss was still falling fast.",
+                          "训练损失仍在快速下降时，早停就结束了训练。"),
     "nan_loss": ("A non-finite loss or gradient poisons the weights if applied; danlu skips such steps.",
                  "非有限的损失或梯度一旦应用就会毁掉权重；danlu 会跳过这样的步。"),
     "loss_spike": ("A single batch's loss far above the recent median usually announces a blow-up.",
@@ -57,8 +78,9 @@ _FALLBACK_ADVICE = {
                            "前面几层几乎得不到梯度，几乎学不到东西；深层网络里饱和的激活函数是常见原因。"),
     "exploding_gradient": ("The gradient norm is huge or growing fast; the next steps may blow up.",
                            "梯度范数极大或增长很快，接下来的步可能炸炉。"),
-    "overfitting": ("The model learns the training rows by heart: training loss falls while validation "
-                    "loss rises.", "模型在死记训练数据：训练损失下降而验证损失上升。"),
+    "overfitting": ("The model learns the training rows by heart: it does clearly better on them than on "
+                    "validation rows (a generalisation gap), or training loss falls while validation loss rises.",
+                    "模型在死记训练数据：在训练集上明显好于验证集（泛化差距），或训练损失下降而验证损失上升。"),
     "underfitting": ("The model does no better than a trivial guess: it is too simple or trained too little.",
                      "模型并不比平凡的猜测好：模型太简单，或训练得太少。"),
     "converged": ("The training loss stopped changing: more epochs will not help much.",
@@ -116,12 +138,51 @@ _FACTS = {
                    "最近 {samples} 次采样中总梯度范数增长了 {growth} 倍，第 {step} 步达到 {total}；最大的是层 "
                    "{layer}（{layer_norm}）"),
     },
-    "overfitting": (
+    "collapse": {
+        "worse_than_trivial": ("after epoch {epoch} the training loss {train_loss} (validation {val_loss}) is worse "
+                               "than a constant guess ({trivial}) and than the untrained model ({initial})",
+                               "第 {epoch} 轮结束时训练损失 {train_loss}（验证 {val_loss}）比常数猜测（{trivial}）"
+                               "和未训练的模型（{initial}）还差"),
+        "back_to_trivial": ("after epoch {epoch} the losses (training {train_loss}, validation {val_loss}) are back "
+                            "at a constant guess's {trivial}, after having reached {best_loss}",
+                            "第 {epoch} 轮结束时损失（训练 {train_loss}，验证 {val_loss}）在达到过 {best_loss} 之后"
+                            "又回到了常数猜测的 {trivial}"),
+        "one_class": ("after epoch {epoch} {top_share} of the validation predictions fall on one class "
+                      "(training loss {train_loss}, constant guess {trivial})",
+                      "第 {epoch} 轮结束时 {top_share} 的验证集预测落在同一类上（训练损失 {train_loss}，常数猜测 {trivial}）"),
+        "unstable": ("after a rescue the training loss rose again by {rise} in epoch {epoch} ({previous} -> "
+                     "{train_loss}): the lowered rate is still too high",
+                     "救援之后第 {epoch} 轮训练损失又上升了 {rise}（{previous} -> {train_loss}）：降低后的学习率仍然太高"),
+    },
+    "unscaled_features": (
+        "with data.scale: none the feature standard deviations range from {min_std} to {max_std}, {ratio}x the "
+        "median one ({median_std})",
+        "data.scale 为 none 时特征标准差从 {min_std} 到 {max_std}，是中位数（{median_std}）的 {ratio} 倍"),
+    "no_signal": (
+        "training {metric} {train_value} but validation {metric} {val_value}, no better than a constant guess "
+        "({trivial})",
+        "训练集 {metric} 为 {train_value}，验证集 {metric} 却只有 {val_value}，并不比常数猜测（{trivial}）好"),
+    "still_improving": (
+        "the best training loss fell by {gain} over the last {window} epochs (to {loss}) when the {epochs} "
+        "epochs ran out",
+        "训练在 {epochs} 轮结束时，最佳训练损失在最后 {window} 轮里仍下降了 {gain}（降到 {loss}）"),
+    "stopped_too_early": (
+        "early stopping ended the run at epoch {epoch} while the training loss fell by {gain} over the last "
+        "{window} epochs",
+        "早停在第 {epoch} 轮结束了训练，而训练损失在最后 {window} 轮里仍下降了 {gain}"),
+    "overfitting": {
+        "rising": (
         "validation loss rose for {epochs} epochs while training loss fell; it began after epoch "
         "{began_epoch} (best val_loss {best_val_loss}); at epoch {epoch} val_loss is {val_loss}, training "
         "loss {train_loss}, gap {gap}",
         "训练损失下降的同时验证损失连续 {epochs} 轮上升；从第 {began_epoch} 轮之后开始（最佳 val_loss "
         "{best_val_loss}）；第 {epoch} 轮 val_loss 为 {val_loss}，训练损失 {train_loss}，差距 {gap}"),
+        "gap": ("from epoch {began_epoch} on the model is clearly better on its training rows than on validation: "
+              "at epoch {epoch} training {metric} {train_value} vs validation {val_value} (gap {gap}); "
+              "loss {train_loss} vs {val_loss}",
+              "从第 {began_epoch} 轮起模型在训练集上明显好于验证集：第 {epoch} 轮训练集 {metric} {train_value}，"
+              "验证集 {val_value}（差距 {gap}）；损失 {train_loss} 对 {val_loss}"),
+    },
     "underfitting": {
         "metric": ("after epoch {epoch} the training {metric} is {value}, no better than a trivial predictor "
                    "({trivial})",
@@ -154,6 +215,8 @@ _FACTS = {
 
 # Short cures appended to the live message (the story lists them in full, with values to try).
 _HINTS = {
+    "collapse": ("danlu rolls back and lowers optimizer.lr", "danlu 会回滚并降低 optimizer.lr"),
+    "still_improving": ("try more train.epochs", "可试更多 train.epochs"),
     "vanishing_gradient": ("try model.activation: relu, model.batch_norm: true or residual paths",
                            "可试 model.activation: relu、model.batch_norm: true 或残差连接"),
     "exploding_gradient": ("try train.grad_clip: 1.0 or a lower optimizer.lr", "可试 train.grad_clip: 1.0 或更低的 optimizer.lr"),
@@ -173,7 +236,7 @@ _WORDS = {  # values of facts that are words
     "weights": ("the weights", "权重"),
 }
 
-_PERCENT = {"change", "swing", "per_epoch", "level", "net"}
+_PERCENT = {"change", "swing", "per_epoch", "level", "net", "rise", "top_share", "gain"}
 _ONE_BASED = {"epoch"}  # position facts stored 0-based (see the module docstring)
 
 
