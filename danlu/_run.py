@@ -8,8 +8,8 @@ from __future__ import annotations
 import json
 import os
 import random
-import shutil
 import sys
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from . import _rundir
 from .errors import CheckpointError, RecipeError, UserError
 from ._extras import check_extras
 from .recipe import Recipe
@@ -58,27 +59,19 @@ def seed_everything(seed: int, deterministic: bool, device: torch.device | None 
         torch.backends.cudnn.benchmark = False
 
 
+def plan_run_dir(recipe: Recipe, run_dir: str | Path | None, overwrite: bool) -> _rundir.Target:
+    """Where the run goes, checked before anything is written (one rule for every folder danlu
+    writes, see danlu._rundir): an explicit run directory that holds anything is refused unless
+    ``overwrite``, and then only one danlu created is replaced; the default ``runs/<name>`` gets a
+    numbered suffix instead, so no earlier run is ever replaced."""
+    keep = [recipe.data.path] if recipe.data.path else []   # a data file inside the folder survives
+    return _rundir.plan_dir(run_dir, default=Path(recipe.output.runs_dir) / (recipe.name or "run"),
+                            overwrite=overwrite, flag="--run-dir", kind="run", keep=keep)
+
+
 def new_run_dir(recipe: Recipe, run_dir: str | Path | None, overwrite: bool) -> Path:
-    """An explicit run directory that holds a run is refused unless ``overwrite``; the default
-    ``runs/<name>`` gets a numbered suffix instead, so no earlier run is ever replaced."""
-    if run_dir is not None:
-        path = Path(run_dir)
-        if path.exists() and any(path.iterdir()):
-            if not overwrite:
-                raise UserError(f"{path}: run directory already exists and is not empty; choose another "
-                                f"--run-dir, continue it with `danlu resume {path}`, or pass --overwrite")
-            if not (path / "recipe.yaml").is_file():
-                raise UserError(f"{path}: not a danlu run directory (no recipe.yaml); --overwrite only replaces runs")
-            shutil.rmtree(path)
-        path.mkdir(parents=True, exist_ok=True)
-        return path
-    base = Path(recipe.output.runs_dir) / (recipe.name or "run")
-    path, n = base, 1
-    while path.exists():
-        n += 1
-        path = base.with_name(f"{base.name}-{n}")
-    path.mkdir(parents=True)
-    return path
+    """Check and create the run directory at once (callers that validate nothing more first)."""
+    return plan_run_dir(recipe, run_dir, overwrite).create()
 
 
 def _prepare_data(recipe: Recipe, run_dir: Path | None = None, rows: dict | None = None):
@@ -352,26 +345,33 @@ def train(recipe: Recipe | dict, run_dir: str | Path | None = None, *, overwrite
         raise UserError(f"{recipe.source}: classical model {recipe.model.kind!r} is fitted in one process; "
                         f"drop --nproc / torchrun")
     writes = dist is None or dist.is_main   # multi-process: only rank 0 writes the run directory
-    path = None
-    if writes:
-        path = new_run_dir(recipe, run_dir, overwrite)
-        if rows is not None:
-            ck.atomic_write_text(path / "rows.json", json.dumps({k: [int(i) for i in v] for k, v in rows.items()}))
-        ck.atomic_write_text(path / "recipe.yaml", recipe.to_yaml())
-        prepared.pipeline.save(path)
-    if dist is not None:
-        path = Path(dist.broadcast_text(str(path) if path else None))
-    if classical_plan is not None:   # classical models: fitted once on the training rows, no loop
-        return Run(path, classical_plan.fit_run(prepared, path, progress))
-    session = build_session(recipe, path if writes else None, prepared, progress if writes else "none",
-                            list(callbacks) + _distributed_callbacks(dist))
-    if prepare_session is not None:
-        prepare_session(session)
-    if dist is not None and is_objective_model(session.state.model):
-        raise UserError(f"{recipe.source}: model kind {recipe.model.kind!r} trains on its own objective, which "
-                        f"runs in one process only; drop --nproc / torchrun")
-    fit(session.state, session.callbacks)
-    return Run(path, _wrap_up(session, recipe, path, dist, progress))
+    target = plan_run_dir(recipe, run_dir, overwrite) if writes else None   # checked; nothing written yet
+    path = target.path if writes else None
+    session = None
+    if classical_plan is None:   # model, loss, optimizer and schedule are built before the folder exists
+        session = build_session(recipe, path, prepared, progress if writes else "none",
+                                list(callbacks) + _distributed_callbacks(dist))
+        if prepare_session is not None:
+            prepare_session(session)
+        if dist is not None and is_objective_model(session.state.model):
+            raise UserError(f"{recipe.source}: model kind {recipe.model.kind!r} trains on its own objective, "
+                            f"which runs in one process only; drop --nproc / torchrun")
+    # the run directory: created, marked and locked by this process for the whole run (rank 0 only)
+    with target.claim() if writes else nullcontext() as claim:
+        if writes:
+            if rows is not None:
+                ck.atomic_write_text(path / "rows.json",
+                                     json.dumps({k: [int(i) for i in v] for k, v in rows.items()}))
+            ck.atomic_write_text(path / "recipe.yaml", recipe.to_yaml())
+            prepared.pipeline.save(path)
+            if classical_plan is None:   # from here on the folder stays: `danlu resume` continues it
+                claim.started()
+        if dist is not None:
+            path = Path(dist.broadcast_text(str(path) if path else None))
+        if classical_plan is not None:   # classical models: fitted once on the training rows, no loop
+            return Run(path, classical_plan.fit_run(prepared, path, progress))
+        fit(session.state, session.callbacks)
+        return Run(path, _wrap_up(session, recipe, path, dist, progress))
 
 
 def _is_rl(recipe: Recipe) -> bool:
@@ -423,7 +423,22 @@ def resume(run_dir: str | Path, checkpoint: str | None = None, *, progress: str 
                         f"train again with `danlu finetune {run_dir / 'recipe.yaml'}`")
     dist = _join_torchrun(recipe)   # multi-process: every rank reads the run directory, rank 0 writes it
     writes = dist is None or dist.is_main
+def _is_ensemble(run_dir: Path) -> bool:
+    from .combine import is_ensemble_dir
+
+    return is_ensemble_dir(run_dir)
+
+
     if (run_dir / "summary.json").is_file() and checkpoint is None:
+        return Run(run_dir)
+    # one writer per run directory: a second resume (or train --overwrite) is refused while this runs
+    with _rundir.lock_run(run_dir) if writes else nullcontext():
+        return _resume_locked(run_dir, recipe, checkpoint, dist, writes, progress, callbacks)
+
+
+def _resume_locked(run_dir: Path, recipe: Recipe, checkpoint: str | None, dist, writes: bool,
+                   progress: str | None, callbacks) -> Run:
+    if (run_dir / "summary.json").is_file() and checkpoint is None:   # finished while we waited for the lock
         return Run(run_dir)
     root = run_dir / "checkpoints"
     if checkpoint is not None:
@@ -554,6 +569,12 @@ class Scoring:
                             f"choose one of {', '.join(self.prepared.splits)}")
         return self.prepared.splits[name]
 
+    if _is_ensemble(run_dir):   # a `danlu ensemble` folder: its members, combined (danlu.combine)
+        from .combine import load_ensemble
+
+        if quantized is not None:
+            raise UserError(f"{run_dir}: an ensemble has no quantized model of its own; quantize its members")
+        return load_ensemble(run_dir, device)
 
 def scoring(run_dir: str | Path, device="cpu", quantized: str | Path | None = None) -> Scoring:
     """A finished run's model with its data (rows.json included) and loss, for evaluation."""
@@ -598,8 +619,8 @@ def predict(run_dir: str | Path, input_path: str | Path, output: str | Path | No
     (an existing file is kept unless ``overwrite``)."""
     from .training._factory import scores_to_proba
 
-    if output is not None and str(output) != "-" and Path(output).exists() and not overwrite:
-        raise UserError(f"{output}: already exists; choose another -o path or pass --overwrite")
+    if output is not None and str(output) != "-":   # a kept file, a folder or an unwritable place: said at once
+        _rundir.check_output_file(output, overwrite, flag="-o")
     model, pipeline, meta, recipe = load_model(run_dir, quantized=quantized)
     refuse_generative(run_dir, meta, recipe, "predict")
     X, given = pipeline.load_input(str(input_path))
@@ -642,5 +663,9 @@ def write_csv(rows: list[dict], path: Path) -> None:
     if str(path) == "-":
         sys.stdout.write(buf.getvalue())
         return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    ck.atomic_write_text(path, buf.getvalue())
+    with _rundir.writing_file(path):   # a failed write leaves no temporary file and no new folder
+        ck.atomic_write_text(path, buf.getvalue())
+    if _is_ensemble(Path(run_dir)) and quantized is None:   # its stored rule on its members' outputs
+        from .combine import evaluate_ensemble
+
+        return evaluate_ensemble(run_dir, split)

@@ -559,6 +559,9 @@ class Recipe(Node):
         return yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True)
 
     def _check_cross(self, source: str):
+        from ._rundir import check_run_name
+
+        check_run_name(self["name"], source)   # the run folder stays inside output.runs_dir
         split = self["data"]["split"]
         if split["validation"] + split["test"] >= 0.95:
             raise RecipeError(f"{source}: data.split.validation + data.split.test must leave rows to train on, "

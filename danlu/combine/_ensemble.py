@@ -4,10 +4,17 @@ The members may mix neural and classical runs trained on the same data (see ``_m
 fitted methods (weighted, stack, bayes) learn from the validation split and are judged on the
 test split; ``ensemble.json`` in the output folder holds each member's and the ensemble's figures
 on both splits, the weights and what the method fitted.
+
+The output folder is a run like any other for the verbs that use a model: ``danlu predict``,
+``serve`` and ``export`` load the members named in ``ensemble.json`` and combine them with the
+stored weights or meta-model (``_model``). Bayesian model averaging is also compared with soft
+voting on the same rows, and says whether its likelihoods came from rows the members had already
+used for early stopping (then they flatter the members that fit those rows best).
 """
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +24,7 @@ from . import _methods as M
 from ._members import check_runs, load_members
 
 RESULT_FILE = "ensemble.json"
+FORMAT = "danlu.ensemble"
 
 
 def ensemble(run_dirs, method: str = "soft-vote", out_dir=None, *, overwrite: bool = False,
@@ -31,11 +39,11 @@ def ensemble(run_dirs, method: str = "soft-vote", out_dir=None, *, overwrite: bo
     _check_method(method)
     if temperature <= 0:
         raise UserError(f"--temperature must be > 0, got {temperature}")
-    out = _out_dir(out_dir, method, overwrite)
-    recipes = check_runs(run_dirs)   # mistakes answered before any model is loaded
+    target = _out_dir(out_dir, method, overwrite)
+    recipes = check_runs(run_dirs, reshape=True)   # mistakes answered before any model is loaded
     has_validation = recipes[0].data.split.validation > 0
     splits = ("validation", "test") if method in M.FITTED or has_validation else ("test",)
-    members, prepared = load_members(run_dirs, splits, progress=progress)
+    members, prepared = load_members(run_dirs, splits, progress=progress, reshape=True)
     info = prepared.info
     if method not in (M.CLASSIFICATION_METHODS if info.task == "classification" else M.REGRESSION_METHODS):
         raise UserError(f"--method {method} needs classes to vote on, but these runs do regression; "
@@ -44,24 +52,51 @@ def ensemble(run_dirs, method: str = "soft-vote", out_dir=None, *, overwrite: bo
     outputs = [m.outputs for m in members]
     combined, weights, details = combine(method, outputs, labels.get("validation"), info, temperature=temperature,
                                          stack_c=stack_c, ridge_alpha=ridge_alpha, seed=seed)
+    compared = {}
+    if method == "bayes":
+        details.update(_early_stopping_note(members, recipes))
+        if progress and details["validation_used_for_early_stopping_by"]:
+            print(f"danlu: warning: {details['note']}", file=sys.stderr)
+        soft, _, _ = combine("soft-vote", outputs, None, info)
+        compared["soft-vote"] = {s: figures(info, labels[s], soft[s]) for s in labels}
     result = {
+        "format": FORMAT,
+        "version": 1,
         "method": method,
         "task": info.task,
         "fitted_on": "validation" if method in M.FITTED else None,
         "rows": {s: int(len(y)) for s, y in labels.items()},
-        "members": [{"run": str(m.path), "name": m.name, "kind": m.kind,
+        "members": [{"run": str(m.path), "resolved": str(Path(m.path).resolve()), "name": m.name, "kind": m.kind,
                      "weight": None if weights is None else float(weights[i]),
                      **{s: figures(info, labels[s], m.outputs[s]) for s in labels}}
                     for i, m in enumerate(members)],
         "ensemble": {s: figures(info, labels[s], combined[s]) for s in labels},
+        "compared_with": compared,
         "details": details,
     }
-    out.mkdir(parents=True, exist_ok=True)
     from ..training._checkpoint import atomic_write_text
 
-    atomic_write_text(out / RESULT_FILE, json.dumps(result, indent=1))
+    out = target.path
+    with target.claim(lock=False):   # created (marked) only now; a failed write leaves nothing
+        atomic_write_text(out / RESULT_FILE, json.dumps(result, indent=1))
     result["path"] = str(out)
     return result
+
+
+def _early_stopping_note(members, recipes) -> dict:
+    """Which members chose their weights on the validation split that bayes weighs them on."""
+    from .. import classical
+
+    used = [m.name for m, r in zip(members, recipes)
+            if not classical.is_classical(r.model.kind) and r.train.early_stopping.enabled
+            and r.data.split.validation > 0]
+    if not used:
+        note = "no member used the validation rows for early stopping: the log-likelihoods are fair"
+    else:
+        note = (f"the bayes weights come from the validation rows, which {', '.join(used)} also used for early "
+                f"stopping (picking the epoch that fits them best), so their likelihoods are optimistic; compare "
+                f"with soft-vote on the test split, or train members with train.early_stopping.enabled: false")
+    return {"weights_from": "validation", "validation_used_for_early_stopping_by": used, "note": note}
 
 
 def _check_method(method: str) -> None:
@@ -70,18 +105,14 @@ def _check_method(method: str) -> None:
                         f"{did_you_mean(method, M.CLASSIFICATION_METHODS)}")
 
 
-def _out_dir(out_dir, method: str, overwrite: bool) -> Path:
-    if out_dir is not None:
-        path = Path(out_dir)
-        if (path / RESULT_FILE).exists() and not overwrite:
-            raise UserError(f"{path}: already holds an {RESULT_FILE}; choose another -o folder or pass --overwrite")
-        return path
-    base = Path("runs") / f"ensemble-{method}"
-    path, n = base, 1
-    while path.exists():
-        n += 1
-        path = base.with_name(f"{base.name}-{n}")
-    return path
+def _out_dir(out_dir, method: str, overwrite: bool):
+    """The output folder, checked now and created once the result is ready (``.claim()``): the
+    same rule as a run directory (danlu._rundir) — a folder that holds anything is refused unless
+    ``overwrite``, and then only one danlu created is replaced."""
+    from .._rundir import plan_dir
+
+    return plan_dir(out_dir, default=Path("runs") / f"ensemble-{method}", overwrite=overwrite, flag="-o",
+                    kind="ensemble")
 
 
 def _labels(y, info) -> np.ndarray:
@@ -146,4 +177,6 @@ def table_rows(result: dict, split: str) -> dict:
     for m in result["members"]:
         rows[m["name"]] = {"weight": m["weight"], **m[split]}
     rows[f"ensemble ({result['method']})"] = {"weight": None, **result["ensemble"][split]}
+    for name, figs in (result.get("compared_with") or {}).items():
+        rows[f"for comparison: {name}"] = {"weight": None, **figs[split]}
     return rows

@@ -3,9 +3,13 @@
 Two runs see the same rows in the same splits, transformed the same way, when their recipes have
 the same ``seed`` and the same ``data`` section — apart from ``data.augment``, which only changes
 training batches — and the same fold rows (rows.json) if any. Anything else is refused, naming
-the first key that differs. (``data.shape`` must match too: it is not only a layout, an image
-shape also switches standardisation from per column to per channel. An MLP reads [1, 8, 8]
-images as well as a CNN does, so give both the same shape.)
+the first key that differs.
+
+Ensemble members may differ in ``data.shape`` alone when it only reshapes the same numbers (a
+CNN's [1, 8, 8] digits and an MLP's [64]): the rows and splits are the same, but a shape is not
+only a layout — an image shape standardises per channel, a flat one per column — so each such
+member gets its own copy of the data, transformed by its own recipe. Distillation and fine-tuning
+still ask for the same shape (a student learns from its teacher's outputs on the student's rows).
 """
 from __future__ import annotations
 
@@ -40,8 +44,12 @@ def _plain(value):
     return value
 
 
-def check_same_data(reference: tuple[str, dict], other: tuple[str, dict], role: str = "ensemble members") -> None:
-    """Refuse two runs (name, data_identity) whose splits differ, naming the first key that does."""
+def check_same_data(reference: tuple[str, dict], other: tuple[str, dict], role: str = "ensemble members",
+                    fix: str = "") -> None:
+    """Refuse two runs (name, data_identity) whose splits differ, naming the first key that does.
+
+    The one check that one run's test rows are not another's training rows: ensembles, distillation
+    and fine-tuning from ``base.run`` all use it. ``fix`` is appended to the message (another way out)."""
     (ref_name, ref), (name, ident) = reference, other
     if ident == ref:
         return
@@ -50,7 +58,7 @@ def check_same_data(reference: tuple[str, dict], other: tuple[str, dict], role: 
         mine, theirs = (_split_word(v) for v in (ident["rows"], ref["rows"]))
         key = "split"
     raise UserError(f"{name}: its {key} is {mine!r} but {ref_name} has {theirs!r}; {role} must share the "
-                    f"recipe's seed and data section (and fold rows) so that their splits are the same")
+                    f"recipe's seed and data section (and fold rows) so that their splits are the same{fix}")
 
 
 def _split_word(rows) -> str:
@@ -88,25 +96,37 @@ def run_recipe(run_dir) -> "Recipe":
     return Recipe.from_yaml(path / "recipe.yaml")
 
 
-def check_runs(run_dirs: list, role: str = "ensemble members") -> list:
-    """The runs' recipes, once every run is known to share the first one's data (torch-free)."""
+def check_runs(run_dirs: list, role: str = "ensemble members", *, reshape: bool = False) -> list:
+    """The runs' recipes, once every run is known to share the first one's data (torch-free).
+
+    ``reshape``: ``data.shape`` may differ (checked later, once the shapes are known: they must
+    hold the same numbers per row)."""
     if not run_dirs:
         raise UserError(f"give at least one run directory of {role}")
     paths = [Path(p) for p in run_dirs]
     recipes = [run_recipe(p) for p in paths]
-    reference = (str(paths[0]), data_identity(recipes[0], paths[0]))
+    reference = (str(paths[0]), _identity(recipes[0], paths[0], reshape))
     for path, recipe in zip(paths[1:], recipes[1:]):
-        check_same_data(reference, (str(path), data_identity(recipe, path)), role)
+        check_same_data(reference, (str(path), _identity(recipe, path, reshape)), role)
     return recipes
 
 
+def _identity(recipe, run_dir, reshape: bool) -> dict:
+    ident = data_identity(recipe, run_dir)
+    if reshape:
+        ident["data"] = {k: v for k, v in ident["data"].items() if k != "shape"}
+    return ident
+
+
 def load_members(run_dirs: list, splits=("validation", "test"), *, role: str = "ensemble members",
-                 progress: bool = True):
+                 progress: bool = True, reshape: bool = False):
     """Load every run, check that they share their data, and compute their outputs on ``splits``.
 
-    Returns ``(members, prepared)``; ``prepared`` holds the shared data (labels per split).
+    Returns ``(members, prepared)``; ``prepared`` holds the shared data (labels per split) as the
+    first run transforms it. With ``reshape``, a member whose ``data.shape`` differs reads its own
+    copy of the same rows (see the module docstring).
     """
-    recipes = check_runs(run_dirs, role)
+    recipes = check_runs(run_dirs, role, reshape=reshape)
     paths = [Path(p) for p in run_dirs]
     from .. import _run
 
@@ -118,11 +138,25 @@ def load_members(run_dirs: list, splits=("validation", "test"), *, role: str = "
     device = _run.resolve_device("auto")
     names = _unique_names(paths)
     members = []
-    for i, (path, name) in enumerate(zip(paths, names)):
+    for i, (path, name, recipe) in enumerate(zip(paths, names, recipes)):
         if progress:
             print(f"member {i + 1}/{len(paths)}: {path}", file=sys.stderr, flush=True)
-        members.append(_member(path, name, prepared, splits, device))
+        own = prepared
+        if recipe.data.get("shape") != recipes[0].data.get("shape"):
+            own = _run._prepare_data(recipe, path)
+            check_reshape(prepared.info, own.info, str(path), str(paths[0]))
+        members.append(_member(path, name, own, splits, device))
     return members, prepared
+
+
+def check_reshape(reference_info, info, name: str, ref_name: str) -> None:
+    """Two runs' inputs are the same numbers when their shapes hold as many per row."""
+    import math
+
+    mine, theirs = tuple(info.input_shape), tuple(reference_info.input_shape)
+    if math.prod(mine) != math.prod(theirs):
+        raise UserError(f"{name}: its inputs have shape {list(mine)} but {ref_name}'s have {list(theirs)}; "
+                        f"ensemble members may differ in data.shape only when it reshapes the same numbers")
 
 
 def _unique_names(paths: list[Path]) -> list[str]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,24 +62,13 @@ def _check_options(act: str, calibrate_batches: int, observer: str, percentile: 
 
 
 def _out_dir(run_dir: Path, out, tag: str, overwrite: bool) -> Path:
-    """An explicit folder that holds something is refused unless ``overwrite`` (and then only a
-    quantized model folder is replaced); the default one gets a numbered suffix instead."""
-    if out is not None:
-        path = Path(out)
-        if path.exists() and any(path.iterdir()):
-            if not overwrite:
-                raise UserError(f"{path}: already exists and is not empty; choose another -o or pass --overwrite")
-            if not (path / META_FILE).is_file():
-                raise UserError(f"{path}: not a quantized model folder (no {META_FILE}); --overwrite only "
-                                f"replaces those")
-            shutil.rmtree(path)
-        return path
-    base = run_dir / f"quantized-{tag}"
-    path, n = base, 1
-    while path.exists():
-        n += 1
-        path = base.with_name(f"{base.name}-{n}")
-    return path
+    """The quantized model folder, created now by the rule of every folder danlu writes
+    (danlu._rundir): an explicit folder that holds anything is refused unless ``overwrite``, and
+    then only one danlu created is replaced; the default one gets a numbered suffix instead."""
+    from .._rundir import plan_dir
+
+    return plan_dir(out, default=run_dir / f"quantized-{tag}", overwrite=overwrite, flag="-o",
+                    kind="quantized").create()
 
 
 def _loss_fn(recipe, info, model):

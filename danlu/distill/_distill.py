@@ -17,6 +17,7 @@ import json
 import sys
 from pathlib import Path
 
+from .._rundir import numbered, plan_dir
 from ..errors import RecipeError, UserError
 
 RESULT_FILE = "distill.json"
@@ -37,7 +38,9 @@ def distill(student, teachers, *, temperature: float = 4.0, alpha: float = 0.7, 
     alone_dir = None
     if baseline is None:
         alone_dir = Path(f"{student_dir}-alone") if run_dir is not None else _free_dir(recipe, "alone")
-        _check_free(alone_dir, overwrite)
+    for path in (student_dir, alone_dir):   # both folders answered before anything is trained
+        if path is not None:
+            plan_dir(path, overwrite=overwrite, flag="--run-dir")
 
     from .. import _run   # torch: only once the settings and the runs are known to be right
 
@@ -88,12 +91,6 @@ def _check_same_budget(recipe, other, baseline, where: str) -> None:
                                 f"(or leave --baseline out to train one)")
 
 
-def _check_free(path: Path, overwrite: bool) -> None:
-    if path.exists() and any(path.iterdir()) and not overwrite:
-        raise UserError(f"{path}: already exists (the student trained alone goes there); choose another "
-                        f"--run-dir, give the finished one as --baseline, or pass --overwrite")
-
-
 def _distillation(recipe, teacher_dirs: list[Path], temperature: float, alpha: float):
     """The ``prepare_session`` hook: load the teachers on the student's device, set the batch loss."""
     from .. import _run
@@ -140,12 +137,7 @@ def _load_teacher(path: Path, device):
 
 
 def _free_dir(recipe, suffix: str) -> Path:
-    base = Path(recipe.output.runs_dir) / f"{recipe.name or 'student'}-{suffix}"
-    path, n = base, 1
-    while path.exists():
-        n += 1
-        path = base.with_name(f"{base.name}-{n}")
-    return path
+    return numbered(Path(recipe.output.runs_dir) / f"{recipe.name or 'student'}-{suffix}")
 
 
 def _say(progress, text: str) -> None:

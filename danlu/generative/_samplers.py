@@ -11,6 +11,16 @@ Seeds follow the Stable Diffusion WebUI, so its habits carry over:
 
 All noise is drawn by CPU generators and then moved to the model's device: the same settings
 start from the same noise on a CPU and on a GPU.
+
+The two samplers differ in the noise they add (Ho et al. 2020 give DDPM two choices of variance):
+
+* ``ddim`` with ``eta`` 1 draws from the true posterior q(x_prev | x_t, x0): its variance is
+  ``beta_tilde = (1 - a_prev) / (1 - a_t) * beta``, with ``beta = 1 - a_t / a_prev`` over the
+  sub-sequence of steps;
+* ``ancestral`` is DDPM's ancestral sampler with the other variance, ``sigma^2 = beta`` (the
+  larger one, the variance of the forward step itself): the same mean, more fresh noise at every
+  step, ``eta`` times its standard deviation. Samples come out grainier with few steps and the
+  two agree as the steps shrink (beta_tilde -> beta).
 """
 from __future__ import annotations
 
@@ -108,13 +118,13 @@ def ddim_step(x, eps, a_t, a_prev, eta: float, noise) -> torch.Tensor:
 
 
 def ancestral_step(x, eps, a_t, a_prev, eta: float, noise) -> torch.Tensor:
-    """DDPM's ancestral step over the sub-sequence: draw from the posterior q(x_prev | x_t, x0)
-    around its mean, with ``eta`` times its standard deviation."""
+    """DDPM's ancestral step over the sub-sequence: the posterior mean of q(x_prev | x_t, x0) plus
+    ``eta`` times ``sqrt(beta)`` fresh noise — DDPM's ``sigma^2 = beta`` choice, not the posterior's
+    own ``beta_tilde``, which is what ``ddim_step`` with eta 1 draws (see the module docstring)."""
     x0, _ = _predict_x0(x, eps, a_t)
     beta = 1 - a_t / a_prev
     mean = (a_prev.sqrt() * beta * x0 + (1 - beta).sqrt() * (1 - a_prev) * x) / (1 - a_t)
-    std = ((1 - a_prev) / (1 - a_t) * beta).sqrt()
-    return mean + eta * std * noise if noise is not None else mean
+    return mean + eta * beta.sqrt() * noise if noise is not None else mean
 
 
 STEPS = {"ddim": ddim_step, "ancestral": ancestral_step}

@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 
 from .. import _run
+from .._rundir import lock_run
 from ..errors import CheckpointError, RecipeError, UserError
 from ..recipe import Recipe
 from ..training import _checkpoint as ck
@@ -283,9 +284,12 @@ def train_rl(recipe: Recipe | dict, run_dir: str | Path | None = None, *, overwr
         raise RecipeError(f"{recipe.source}: env.name is required for a reinforcement-learning run; "
                           f"name a Gymnasium environment, e.g. env.name: CartPole-v1")
     run = build(recipe)   # bad env ids and keys fail before anything is written
-    path = _run.new_run_dir(recipe, run_dir, overwrite)
-    ck.atomic_write_text(path / "recipe.yaml", recipe.to_yaml())
-    return _run.Run(path, fit(run, path, progress))
+    target = _run.plan_run_dir(recipe, run_dir, overwrite)
+    path = target.path
+    with target.claim() as claim:   # created, marked and locked by this process for the whole run
+        ck.atomic_write_text(path / "recipe.yaml", recipe.to_yaml())
+        claim.started()
+        return _run.Run(path, fit(run, path, progress))
 
 
 def resume_rl(run_dir: str | Path, checkpoint: str | None = None, progress: str | None = None) -> "_run.Run":
@@ -295,12 +299,13 @@ def resume_rl(run_dir: str | Path, checkpoint: str | None = None, progress: str 
     recipe = _run.read_run_recipe(run_dir)
     if (run_dir / "summary.json").is_file() and checkpoint is None:
         return _run.Run(run_dir)
-    chosen = _choose_checkpoint(run_dir / "checkpoints", checkpoint)
-    run = build(recipe)
-    if chosen is not None:
-        model_state, saved = ck.read_checkpoint(chosen)
-        _restore(run, model_state, saved)
-    return _run.Run(run_dir, fit(run, run_dir, progress))
+    with lock_run(run_dir):   # one writer per run directory
+        chosen = _choose_checkpoint(run_dir / "checkpoints", checkpoint)
+        run = build(recipe)
+        if chosen is not None:
+            model_state, saved = ck.read_checkpoint(chosen)
+            _restore(run, model_state, saved)
+        return _run.Run(run_dir, fit(run, run_dir, progress))
 
 
 def _choose_checkpoint(root: Path, name: str | None) -> Path | None:

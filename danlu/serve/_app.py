@@ -23,16 +23,38 @@ MAX_BODY_BYTES = 16 * 1024 * 1024
 Row = Union[list[Any], dict[str, Any]]
 
 
+class DataFrameSplit(BaseModel):
+    """pandas' ``to_dict(orient="split")``, as MLflow clients send it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    columns: Optional[list[str]] = None
+    data: list[list[Any]]
+    index: Optional[list[Any]] = None
+
+
 class PredictRequest(BaseModel):
-    """Exactly one of ``row`` (one row) or ``rows`` (a batch)."""
+    """Exactly one of ``row`` (one row) or ``rows`` (a batch) — danlu's own form, answered with
+    probabilities — or one of the forms other serving tools send, answered in their shape
+    (``{"predictions": [value, ...]}``): ``instances`` (KServe v1, TensorFlow Serving),
+    ``inputs``, ``dataframe_split`` or ``dataframe_records`` (MLflow)."""
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={
         "examples": [{"row": [5.1, 3.5, 1.4, 0.2]}, {"rows": [[5.1, 3.5, 1.4, 0.2], [6.2, 2.9, 4.3, 1.3]]},
-                     {"row": {"age": 42, "plan": "basic"}}]})
+                     {"row": {"age": 42, "plan": "basic"}}, {"instances": [[5.1, 3.5, 1.4, 0.2]]},
+                     {"dataframe_split": {"columns": ["age", "plan"], "data": [[42, "basic"]]}}]})
 
     row: Optional[Row] = Field(None, description="one row: a list of values in the training column order, "
                                                  "a {column: value} object, or nested lists for images")
     rows: Optional[list[Row]] = Field(None, description="a batch of rows, each as for `row`")
+    instances: Optional[list[Row]] = Field(None, description="KServe v1 / TensorFlow Serving: rows as for `rows`; "
+                                                             "answered {\"predictions\": [value, ...]}")
+    inputs: Optional[Union[list[Row], dict[str, list[Any]]]] = Field(
+        None, description="MLflow: rows as for `rows`, or {column: [values]}; answered as `instances`")
+    dataframe_split: Optional[DataFrameSplit] = Field(
+        None, description="MLflow: {\"columns\": [...], \"data\": [[...], ...]}; answered as `instances`")
+    dataframe_records: Optional[list[dict[str, Any]]] = Field(
+        None, description="MLflow: [{column: value}, ...]; answered as `instances`")
 
 
 class Prediction(BaseModel):
@@ -43,6 +65,13 @@ class Prediction(BaseModel):
 
 class PredictResponse(BaseModel):
     predictions: list[Prediction]
+
+
+class ValuesResponse(BaseModel):
+    """The answer to ``instances`` / ``inputs`` / ``dataframe_*``: one value per row, as KServe v1
+    and MLflow's scoring server answer (class label, value(s), cluster id, or a list of components)."""
+
+    predictions: list[Union[int, float, str, list[float]]]
 
 
 class ErrorResponse(BaseModel):
@@ -64,11 +93,16 @@ def create_app(predictor, *, max_batch: int = MAX_BATCH, max_body: int = MAX_BOD
     _add_error_handlers(app)
     app.add_middleware(BodyLimit, max_body=max_body)
 
-    @app.post("/predict", response_model=PredictResponse, responses=ERRORS, response_model_exclude_none=True)
+    @app.post("/predict", response_model=Union[PredictResponse, ValuesResponse], responses=ERRORS,
+              response_model_exclude_none=True)
     async def predict(request: PredictRequest):
-        rows = _request_rows(request, max_batch)
+        rows, plain = _request_rows(request, max_batch)
         # inference is blocking work: off the event loop, so /health keeps answering meanwhile
-        return {"predictions": await run_in_threadpool(predictor.predict, rows)}
+        answers = await run_in_threadpool(predictor.predict, rows)
+        if plain:   # the shape KServe v1 and MLflow clients read: one value per row
+            return ValuesResponse(predictions=[a["prediction"] if "prediction" in a else list(a.values())
+                                               for a in answers])
+        return {"predictions": answers}
 
     @app.get("/info")
     async def info() -> dict:
@@ -81,16 +115,42 @@ def create_app(predictor, *, max_batch: int = MAX_BATCH, max_body: int = MAX_BOD
     return app
 
 
-def _request_rows(request: PredictRequest, max_batch: int) -> list:
-    if (request.row is None) == (request.rows is None):
-        raise RequestProblem(422, "send exactly one of 'row' (one row) or 'rows' (a list of rows)")
-    rows = [request.row] if request.row is not None else request.rows
+FORMS = ("row", "rows", "instances", "inputs", "dataframe_split", "dataframe_records")
+
+
+def _request_rows(request: PredictRequest, max_batch: int) -> tuple[list, bool]:
+    """The rows of a request, and whether to answer plain values (the other tools' forms)."""
+    given = [name for name in FORMS if getattr(request, name) is not None]
+    if len(given) != 1:
+        raise RequestProblem(422, "send exactly one of 'row' (one row) or 'rows' (a list of rows) — or "
+                                  "'instances', 'inputs', 'dataframe_split' or 'dataframe_records'")
+    form = given[0]
+    rows = [request.row] if form == "row" else _rows_of(form, getattr(request, form))
     if not rows:
-        raise RequestProblem(422, "'rows' is empty; send at least one row")
+        raise RequestProblem(422, f"'{form}' holds no rows; send at least one row")
     if len(rows) > max_batch:
         raise RequestProblem(413, f"{len(rows)} rows in one request; at most {max_batch} are accepted "
                                   f"(split the batch, or start the server with a larger --max-batch)")
-    return rows
+    return rows, form not in ("row", "rows")
+
+
+def _rows_of(form: str, value) -> list:
+    """Rows (lists or {column: value} objects) out of a batch form."""
+    if form == "dataframe_split":
+        if value.columns is None:
+            return value.data
+        for i, row in enumerate(value.data):
+            if len(row) != len(value.columns):
+                raise RequestProblem(422, f"dataframe_split.data[{i}] has {len(row)} values for "
+                                          f"{len(value.columns)} columns")
+        return [dict(zip(value.columns, row)) for row in value.data]
+    if form == "inputs" and isinstance(value, dict):   # columnar: {column: [values]}
+        lengths = {len(v) for v in value.values()}
+        if len(lengths) > 1:
+            raise RequestProblem(422, "inputs: every column must hold the same number of values")
+        n = lengths.pop() if lengths else 0
+        return [{col: values[i] for col, values in value.items()} for i in range(n)]
+    return value
 
 
 class RequestProblem(Exception):
@@ -150,7 +210,8 @@ def _validation_message(errors) -> str:
     elif first.get("type") == "model_attributes_type" or (where == "body" and first.get("type", "").endswith("type")):
         message = "the body must be a JSON object such as {\"row\": [...]} or {\"rows\": [[...], ...]}"
     elif first.get("type") == "extra_forbidden":
-        message = f"unknown field '{loc[-1]}'; send 'row' or 'rows'"
+        message = f"unknown field '{loc[-1]}'; send 'row' or 'rows' (or 'instances', 'inputs', " \
+                  f"'dataframe_split', 'dataframe_records')"
     else:
         message = f"{where}: {first.get('msg', 'invalid')}"
     more = f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})" if len(errors) > 1 else ""

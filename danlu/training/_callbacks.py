@@ -22,7 +22,11 @@ def _direction(monitor: str, mode: str) -> str:
 
 class EarlyStopping:
     """Stop when the monitored validation value has not improved by ``min_delta`` for
-    ``patience`` epochs; optionally put the best weights back at the end."""
+    ``patience`` epochs in a row; optionally put the best weights back at the end.
+
+    As Keras' ``EarlyStopping``: with patience 2 and the best value at epoch 3, epochs 4 and 5
+    bring no improvement and the run stops after epoch 5 (patience 0 stops after the first
+    epoch that does not improve)."""
 
     name = "early_stopping"
 
@@ -58,7 +62,7 @@ class EarlyStopping:
         else:
             self.bad_epochs += 1
             state.extra["is_best"] = False
-            if self.enabled and self.bad_epochs > self.patience:
+            if self.enabled and self.bad_epochs >= self.patience:
                 state.request_stop(f"early stopping: {self.monitor} did not improve for {self.bad_epochs} "
                                    f"epochs (best {self.best:.4g} at epoch {self.best_epoch})")
 

@@ -194,9 +194,10 @@ def build_optimizer(opt_cfg: Mapping[str, Any] | None, params: Iterable, *,
 # Schedule
 # ---------------------------------------------------------------------------------------------
 
-ONECYCLE_RISE = 0.3        # fraction of the (post-warmup) steps spent rising to max_lr
-ONECYCLE_FINAL = 1e-4      # one-cycle ends at lr * this
+ONECYCLE_RISE = 0.3        # fraction of the (post-warmup) steps spent rising to max_lr (PyTorch's pct_start)
+ONECYCLE_FINAL = 1e-4      # one-cycle ends at lr * this (PyTorch's 1 / final_div_factor)
 ONECYCLE_DEFAULT_PEAK = 10.0
+ONECYCLE_MOMENTUM = (0.85, 0.95)   # PyTorch's base_momentum, max_momentum
 _EPS = 1e-9                # guards floor() against 2.9999999 at epoch boundaries
 
 
@@ -209,8 +210,15 @@ class Schedule:
       warmup_steps`` steps (the first step uses a small, non-zero rate), then 1.
     * ``linear`` / ``cosine``: from 1 to ``min_lr / lr`` over the steps after warmup, reaching
       ``min_lr`` at the end of the last epoch.
-    * ``onecycle``: after warmup, a cosine rise from ``lr`` to ``max_lr`` (default ``10 * lr``)
-      over 30 % of the steps, then a cosine fall to ``lr * 1e-4``.
+    * ``onecycle``: PyTorch's ``OneCycleLR`` (two phases, cosine annealing) with ``max_lr`` as its
+      peak (default ``10 * lr``), ``div_factor = max_lr / lr`` (it starts at the recipe's ``lr``)
+      and ``final_div_factor = 1e4``: a cosine rise from ``lr`` to ``max_lr`` reached at step
+      ``0.3 * T - 1``, then a cosine fall to ``lr * 1e-4`` reached at the last step ``T - 1``
+      (``T`` = the steps after warmup; later steps stay there instead of raising an error).
+      With ``cycle_momentum`` (default, as in PyTorch) the momentum moves the other way, from 0.95
+      down to 0.85 at the peak and back to 0.95: SGD's ``momentum`` or Adam's / AdamW's
+      ``beta1``. Unlike PyTorch, an optimizer without momentum (SGD with momentum 0, AdaGrad) is
+      left without it rather than given some, and a recipe warmup runs before the cycle.
     * ``exponential``: ``gamma ** (s / steps_per_epoch)``, smooth per step, equal to
       ``gamma ** epoch`` at epoch boundaries. ``step``: ``gamma ** floor(epoch / step_size)``.
       ``multistep``: ``gamma`` per milestone epoch passed. These count epochs from the start.
@@ -246,6 +254,7 @@ class Schedule:
         self._rescue = 1.0       # lowered by divergence rescues (see rescale)
         self._best: float | None = None
         self._bad_epochs = 0
+        self._momentum_keys = self._cycled_momentum(cfg, optimizer)
         self._apply()
 
     # -- the pure part -----------------------------------------------------------------------
@@ -286,13 +295,23 @@ class Schedule:
         if kind == "cosine":
             return _cosine(1.0, self._floor, self._progress(step))
         if kind == "onecycle":
-            return self._onecycle(self._progress(step))
+            return self._onecycle(step)[0]
         raise ValueError(f"unknown schedule kind {kind!r}")
 
-    def _onecycle(self, progress: float) -> float:
-        if progress <= ONECYCLE_RISE:
-            return _cosine(1.0, self._peak, progress / ONECYCLE_RISE)
-        return _cosine(self._peak, ONECYCLE_FINAL, (progress - ONECYCLE_RISE) / (1 - ONECYCLE_RISE))
+    def _onecycle(self, step: int) -> tuple[float, float]:
+        """(lr factor, momentum) at ``step``, as ``torch.optim.lr_scheduler.OneCycleLR`` computes them
+        at its step ``step - warmup``: phase one ends at step ``0.3 * T - 1``, phase two at ``T - 1``,
+        and phase two starts from phase one's end (a float, as in PyTorch)."""
+        span = max(1, self.total_steps - self.warmup_steps)
+        s = min(max(0, step - self.warmup_steps), span - 1)
+        rise_end = float(ONECYCLE_RISE * span) - 1
+        low, high = ONECYCLE_MOMENTUM
+        if s <= rise_end:
+            pct = s / rise_end if rise_end > 0 else 1.0
+            return _cosine(1.0, self._peak, pct), _cosine(high, low, pct)
+        end = span - 1
+        pct = (s - rise_end) / (end - rise_end) if end > rise_end else 1.0
+        return _cosine(self._peak, ONECYCLE_FINAL, pct), _cosine(low, high, pct)
 
     # -- the stateful part -------------------------------------------------------------------
 
@@ -338,6 +357,28 @@ class Schedule:
         factor = self.multiplier(self._step)
         for group, base in zip(self.optimizer.param_groups, self._base_lrs):
             group["lr"] = base * factor
+        if self._momentum_keys:
+            momentum = self._onecycle(self._step)[1]
+            for group, key in zip(self.optimizer.param_groups, self._momentum_keys):
+                if key == "betas":
+                    group["betas"] = (momentum, *tuple(group["betas"])[1:])
+                elif key == "momentum":
+                    group["momentum"] = momentum
+
+    @staticmethod
+    def _cycled_momentum(cfg: Node, optimizer: torch.optim.Optimizer) -> list | None:
+        """Per param group, the key one-cycle moves the momentum of ("betas", "momentum" or None)."""
+        if cfg.kind != "onecycle" or not cfg.get("cycle_momentum", True):
+            return None
+        keys = []
+        for group in optimizer.param_groups:
+            if "betas" in group:
+                keys.append("betas")
+            elif group.get("momentum", 0) > 0:
+                keys.append("momentum")
+            else:
+                keys.append(None)
+        return keys if any(keys) else None
 
     def state_dict(self) -> dict:
         """Everything needed to continue: plain numbers, JSON-ready."""

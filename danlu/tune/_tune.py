@@ -110,6 +110,7 @@ def tune(recipe, space, *, trials: int = 20, sampler: str = "tpe", storage=None,
                                 _make_sampler(optuna, sampler, space, recipe.seed, trials),
                                 pruner if pruner is not None else _make_pruner(optuna, prune))
         interrupted = fail_interrupted(the_study, storage_obj)
+        _note_sampler(the_study, sampler, trials, url)
         if interrupted and progress:
             print(f"tune: marked interrupted trial(s) {', '.join(map(str, interrupted))} as failed; "
                   f"they do not count towards --trials", file=sys.stderr)
@@ -189,6 +190,32 @@ def _open_study(optuna, storage, url, name, direction, metric, sampler, pruner):
         raise UserError(f"study {name!r} in {url} optimises {stored}, not {metric}; pass --metric {stored}, "
                         f"or another --study name")
     return study
+
+
+def _note_sampler(study, sampler: str, trials: int, url: str) -> None:
+    """Record the sampler a study was made with; warn when it is continued with another one.
+
+    ``--trials`` counts the study's finished trials, whichever sampler ran them, so continuing a
+    20-trial TPE study with ``--sampler random --trials 20`` runs no new trial: the warning says so
+    and gives the ``--trials`` that adds some (Optuna's own ``n_trials`` counts new trials; danlu
+    counts the total so that re-running the same command after a kill finishes the same study)."""
+    used = study.user_attrs.get("samplers")
+    done = finished_count(study)
+    if used is None:   # a new study, or one from before danlu recorded its samplers
+        study.set_user_attr("samplers", [sampler])
+        return
+    if sampler in used:
+        return
+    if done < trials:   # recorded once it runs trials, so that the warning repeats until then
+        study.set_user_attr("samplers", [*used, sampler])
+    if done >= trials:
+        more = f"no new trial will run: --trials counts the study's {done} finished trials, so pass " \
+               f"--trials {done + trials} to add {trials} {sampler} trials"
+    else:
+        more = f"it will run {trials - done} {sampler} trial(s) to reach --trials {trials} " \
+               f"(the {done} earlier ones count)"
+    print(f"danlu: warning: study {study.study_name!r} in {url} was made with --sampler {', '.join(used)}, not "
+          f"{sampler}; {more}, or use another --study name (or -o folder) for a separate search", file=sys.stderr)
 
 
 def _make_sampler(optuna, name: str, space: Space, seed: int, trials: int):

@@ -57,7 +57,9 @@ def test_steps_with_the_true_noise_match_the_posterior_and_ddim_keeps_the_noise(
     x0, eps, z = x0.double(), eps.double(), z.double()
     x_t = a_t.sqrt() * x0 + (1 - a_t).sqrt() * eps
     mean, std = _posterior(x0, x_t, float(a_t), float(a_prev))
-    torch.testing.assert_close(ancestral_step(x_t, eps, a_t, a_prev, 1.0, z), mean + std * z)
+    # ancestral: the posterior mean with DDPM's sigma^2 = beta (issue 16: no longer DDIM eta 1's beta_tilde)
+    beta = 1 - a_t / a_prev
+    torch.testing.assert_close(ancestral_step(x_t, eps, a_t, a_prev, 1.0, z), mean + beta.sqrt() * z)
     torch.testing.assert_close(ancestral_step(x_t, eps, a_t, a_prev, 0.0, None), mean)
     # DDIM with eta 0 moves along the same noise; with eta 1 it is the posterior again
     same_noise = a_prev.sqrt() * x0 + (1 - a_prev).sqrt() * eps

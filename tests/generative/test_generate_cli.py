@@ -45,15 +45,19 @@ def test_generate_writes_a_png_and_its_settings_and_repeats_exactly(diffusion_ru
 
 
 def test_default_output_is_under_the_run_and_is_never_overwritten(diffusion_run, capsys):
+    # issue 16: the default name carries CFG scale, seed, ENSD and sampler, and a taken name gets a
+    # counter instead of an error (it used to be 5-s7.png, refused the second time)
     assert generate(diffusion_run, "--label", 5, "--steps", 3, "-n", 2, "--seed", 7) == 0
-    png = diffusion_run / "samples" / "5-s7.png"
+    png = diffusion_run / "samples" / "5-cfg2-s7-ensd0-ddim.png"   # the model's guidance: 2
     assert png.is_file() and f"samples: {png}" in capsys.readouterr().out
     first = png.read_bytes()
-    assert generate(diffusion_run, "--label", 5, "--steps", 3, "-n", 2, "--seed", 7, "--cfg-scale", 0) == 2
-    assert "already exists" in capsys.readouterr().err and png.read_bytes() == first
-    assert generate(diffusion_run, "--label", 5, "--steps", 3, "-n", 2, "--seed", 7, "--cfg-scale", 0,
-                    "--overwrite") == 0
-    assert png.read_bytes() != first
+    assert generate(diffusion_run, "--label", 5, "--steps", 3, "-n", 2, "--seed", 7, "--cfg-scale", 0) == 0
+    assert (diffusion_run / "samples" / "5-cfg0-s7-ensd0-ddim.png").read_bytes() != first
+    assert generate(diffusion_run, "--label", 5, "--steps", 3, "-n", 2, "--seed", 7) == 0
+    again = diffusion_run / "samples" / "5-cfg2-s7-ensd0-ddim-2.png"
+    assert again.read_bytes() == first and png.read_bytes() == first      # numbered, nothing replaced
+    assert generate(diffusion_run, "--label", 5, "--steps", 3, "-n", 2, "--seed", 7, "--overwrite") == 0
+    assert not (diffusion_run / "samples" / "5-cfg2-s7-ensd0-ddim-3.png").exists()   # --overwrite: the same name
 
 
 @pytest.mark.parametrize("flags, message", [

@@ -299,10 +299,11 @@ def test_onecycle_peaks_at_max_lr(max_lr, peak):
     lrs = [schedule.lr_at(s) for s in range(101)]
     assert lrs[0] == pytest.approx(0.1)
     assert max(lrs) == pytest.approx(peak)
-    assert lrs.index(max(lrs)) == 30
-    assert lrs[100] == pytest.approx(0.1 * 1e-4)
-    assert all(a <= b for a, b in zip(lrs[:30], lrs[1:31]))
-    assert all(a >= b for a, b in zip(lrs[30:100], lrs[31:101]))
+    assert lrs.index(max(lrs)) == 29                 # PyTorch's OneCycleLR: phase one ends at 0.3 * T - 1
+    assert lrs[99] == pytest.approx(0.1 * 1e-4)      # ... and phase two at the last step, T - 1
+    assert lrs[100] == pytest.approx(0.1 * 1e-4)     # past the end it stays there
+    assert all(a <= b for a, b in zip(lrs[:29], lrs[1:30]))
+    assert all(a >= b for a, b in zip(lrs[29:99], lrs[30:100]))
 
 
 def test_plateau_decays_after_patience():
