@@ -379,6 +379,12 @@ def _is_rl(recipe: Recipe) -> bool:
     return bool(env and env.get("name"))
 
 
+def _is_ensemble(run_dir: Path) -> bool:
+    from .combine import is_ensemble_dir
+
+    return is_ensemble_dir(run_dir)
+
+
 def _has_base(recipe: Recipe) -> bool:
     return bool(recipe.base.kind or recipe.base.run)
 
@@ -423,12 +429,6 @@ def resume(run_dir: str | Path, checkpoint: str | None = None, *, progress: str 
                         f"train again with `danlu finetune {run_dir / 'recipe.yaml'}`")
     dist = _join_torchrun(recipe)   # multi-process: every rank reads the run directory, rank 0 writes it
     writes = dist is None or dist.is_main
-def _is_ensemble(run_dir: Path) -> bool:
-    from .combine import is_ensemble_dir
-
-    return is_ensemble_dir(run_dir)
-
-
     if (run_dir / "summary.json").is_file() and checkpoint is None:
         return Run(run_dir)
     # one writer per run directory: a second resume (or train --overwrite) is refused while this runs
@@ -499,6 +499,12 @@ def load_model(run_dir: str | Path, device="cpu", quantized: str | Path | None =
     from .training._factory import output_dim
 
     run_dir = Path(run_dir)
+    if _is_ensemble(run_dir):   # a `danlu ensemble` folder: its members, combined (danlu.combine)
+        from .combine import load_ensemble
+
+        if quantized is not None:
+            raise UserError(f"{run_dir}: an ensemble has no quantized model of its own; quantize its members")
+        return load_ensemble(run_dir, device)
     recipe = read_run_recipe(run_dir)
     if _is_rl(recipe):
         raise UserError(f"{run_dir}: an agent's run ({recipe.env.name}) holds a policy that acts in its environment, "
@@ -569,12 +575,6 @@ class Scoring:
                             f"choose one of {', '.join(self.prepared.splits)}")
         return self.prepared.splits[name]
 
-    if _is_ensemble(run_dir):   # a `danlu ensemble` folder: its members, combined (danlu.combine)
-        from .combine import load_ensemble
-
-        if quantized is not None:
-            raise UserError(f"{run_dir}: an ensemble has no quantized model of its own; quantize its members")
-        return load_ensemble(run_dir, device)
 
 def scoring(run_dir: str | Path, device="cpu", quantized: str | Path | None = None) -> Scoring:
     """A finished run's model with its data (rows.json included) and loss, for evaluation."""
@@ -592,6 +592,10 @@ def evaluate(run_dir: str | Path, split: str = "test", quantized: str | Path | N
     """Metrics of a finished run's model (or its quantized version) on one split (or ``all``)."""
     if split not in ("train", "validation", "test", "all"):
         raise UserError(f"--split must be train, validation, test or all; got {split!r}")
+    if _is_ensemble(Path(run_dir)) and quantized is None:   # its stored rule on its members' outputs
+        from .combine import evaluate_ensemble
+
+        return evaluate_ensemble(run_dir, split)
     recipe = read_run_recipe(Path(run_dir))
     if _is_rl(recipe):   # an agent: its greedy policy over the evaluation episodes (no data splits)
         from .rl import evaluate_rl
@@ -665,7 +669,3 @@ def write_csv(rows: list[dict], path: Path) -> None:
         return
     with _rundir.writing_file(path):   # a failed write leaves no temporary file and no new folder
         ck.atomic_write_text(path, buf.getvalue())
-    if _is_ensemble(Path(run_dir)) and quantized is None:   # its stored rule on its members' outputs
-        from .combine import evaluate_ensemble
-
-        return evaluate_ensemble(run_dir, split)

@@ -143,6 +143,8 @@ SCHEDULE = Section({
     "milestones": _f(list, None, item=NUM, doc="epochs at which to decay (multistep)"),
     "min_lr": _f(NUM, 0.0, min=0, doc="floor of linear / cosine decay"),
     "max_lr": _f(NUM, None, min=0, min_exclusive=True, doc="peak of one-cycle (default 10x lr)"),
+    "cycle_momentum": _f(bool, True, doc="one-cycle: momentum (or Adam's beta1) from 0.95 down to 0.85 at the "
+                                         "peak and back, as PyTorch's OneCycleLR"),
     "patience": _f(int, 3, min=0, doc="epochs without improvement before plateau decay"),
     "factor": _f(NUM, 0.5, min=0, max=1, min_exclusive=True, doc="plateau decay factor"),
 })
@@ -262,6 +264,8 @@ BASE = Section({
     "lr": _f(NUM, None, min=0, min_exclusive=True,
              doc="learning rate of the backbone (optimizer.lr is the head's); null: optimizer.lr / 10"),
     "unfreeze_every": _f(int, 1, min=1, nullable=False, doc="gradual mode: epochs between two unfreezings"),
+    "allow_overlap": _f(bool, False, doc="base.run on the same data but another seed or split: accept that this "
+                                         "run's test rows may be the base run's training rows (refused otherwise)"),
     "text": _f(str, "text", nullable=False, doc="minilm: the CSV column holding the text"),
     "max_length": _f(int, 64, min=4, max=512, nullable=False, doc="minilm: tokens kept per text"),
 }, doc="pretrained backbone and fine-tuning mode (预训练, 微调)")
