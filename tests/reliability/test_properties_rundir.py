@@ -1,0 +1,271 @@
+"""Damaged run directories: a copy of one finished (or interrupted) run, truncated, bit-flipped,
+swapped, deleted, joined by foreign files, a file replaced by a folder or by a link to a file of
+the user's, then `danlu eval / predict / resume / diagnose / report` on it.
+
+Exit 0 must come with the undamaged run's answer (eval figures, predictions, the resumed run's
+figures), or exit 2 with one line; nothing outside the run directory changes — a link out of
+the run included. A batch of damaged weight files also goes through a separate process, so that
+a native crash (SIGSEGV, abort) would be seen as one.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from properties_kit import budget, run_cli
+
+import danlu
+
+ROWS_CSV = ("sepal length (cm),sepal width (cm),petal length (cm),petal width (cm)\n"
+            "5.1,3.5,1.4,0.2\n6.2,2.9,4.3,1.3\n7.7,3.0,6.1,2.3\n5.9,3.0,5.1,1.8\n")
+
+
+class _Interrupt:
+    """Stops training after the first epoch (and its checkpoint), as Ctrl-C would."""
+
+    def on_epoch_end(self, state):
+        if state.epoch >= 1:
+            raise KeyboardInterrupt
+
+
+@pytest.fixture(scope="module")
+def runs(attack_runs, tmp_path_factory):
+    """The finished iris run, the same recipe interrupted after epoch 1, and the undamaged answers."""
+    from properties_kit import tiny_recipe
+
+    base = tmp_path_factory.mktemp("rundir_ref")
+    finished = attack_runs["iris"]
+    interrupted = base / "runs" / "cut"
+    try:
+        danlu.train(tiny_recipe({"source": "sklearn", "name": "iris"}), interrupted, callbacks=[_Interrupt()])
+    except KeyboardInterrupt:
+        pass
+    assert not (interrupted / "summary.json").exists()
+    rows = base / "rows.csv"
+    rows.write_text(ROWS_CSV)
+    ref = {"finished": finished, "interrupted": interrupted, "rows": rows}
+    ref["eval"] = json.loads(run_cli("eval", finished, "--split", "all", "--json").out)
+    ref["predict"] = run_cli("predict", finished, rows).out
+    ref["summary"] = _figures(json.loads((finished / "summary.json").read_text()))
+    resumed = base / "runs" / "resumed"
+    shutil.copytree(interrupted, resumed)
+    assert run_cli("resume", resumed).code == 0
+    assert _figures(json.loads((resumed / "summary.json").read_text())) == ref["summary"], \
+        "an undamaged resume does not reproduce the uninterrupted run"
+    return ref
+
+
+def _figures(summary: dict) -> dict:
+    return {k: summary.get(k) for k in ("train", "validation", "test")}
+
+
+# --- damage -------------------------------------------------------------------------------------
+
+OPS = st.one_of(
+    st.tuples(st.just("truncate"), st.integers(0, 4096)),
+    st.tuples(st.just("flip"), st.integers(0, 10 ** 6), st.integers(0, 7)),
+    st.tuples(st.just("swap"), st.integers(0, 10 ** 3)),
+    st.tuples(st.just("delete")),
+    st.tuples(st.just("directory")),
+    st.tuples(st.just("not_utf8"), st.integers(0, 10 ** 6), st.sampled_from([b"\xff", b"\xc3(", b"\x80\x80", b"\x00"])),
+    st.tuples(st.just("link_out"), st.sampled_from(["outside/notes.txt", "outside/missing.txt", "work"])),
+    st.tuples(st.just("empty_json"), st.sampled_from([b"", b"{}", b"[]", b"null", b"{\"format\": 99}", b"NaN"])),
+)
+FOREIGN = st.tuples(
+    st.just("foreign"),
+    st.sampled_from(["extra.txt", "model.pt", "checkpoints/step-99999999/model.safetensors",
+                     "checkpoints/step-00000010/", "checkpoints/junk", "checkpoints/step-00000004/extra.bin",
+                     "plots/", "report.html/", "summary.json.tmp", ".danlu-lock", "runs.sqlite", "index.sqlite"]),
+    st.binary(max_size=64),
+)
+DAMAGE = st.lists(st.tuples(st.integers(0, 10 ** 3), OPS) | FOREIGN, min_size=1, max_size=2)
+
+
+def run_files(run_dir) -> list:
+    return sorted(p for p in run_dir.rglob("*") if p.is_file() and not p.is_symlink())
+
+
+def apply_damage(run_dir, root, damage) -> list[str]:
+    """Damage a run directory; returns what was done, for the report of a failure."""
+    done = []
+    for item in damage:
+        if item[0] == "foreign":
+            _, rel, data = item
+            path = run_dir / rel
+            if rel.endswith("/"):
+                path.mkdir(parents=True, exist_ok=True)
+            elif not path.exists():
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_bytes(data)
+            done.append(f"foreign {rel} {data[:16]!r}")
+            continue
+        index, op = item
+        files = run_files(run_dir)
+        if not files:
+            continue
+        path = files[index % len(files)]
+        rel = path.relative_to(run_dir)
+        data = path.read_bytes()
+        kind = op[0]
+        if kind == "truncate":
+            path.write_bytes(data[:op[1] % (len(data) + 1)])
+        elif kind == "flip" and data:
+            at = op[1] % len(data)
+            path.write_bytes(data[:at] + bytes([data[at] ^ (1 << op[2])]) + data[at + 1:])
+        elif kind == "swap":
+            other = files[op[1] % len(files)]
+            other_data = other.read_bytes()
+            path.write_bytes(other_data)
+            other.write_bytes(data)
+            rel = f"{rel} <-> {other.relative_to(run_dir)}"
+        elif kind == "delete":
+            path.unlink()
+        elif kind == "directory":
+            path.unlink()
+            path.mkdir()
+        elif kind == "not_utf8":
+            at = op[1] % (len(data) + 1)
+            path.write_bytes(data[:at] + op[2] + data[at:])
+        elif kind == "link_out":
+            path.unlink()
+            path.symlink_to(root / op[1])
+        elif kind == "empty_json":
+            path.write_bytes(op[1])
+        done.append(f"{kind} {rel} {op[1:]}")
+    return done
+
+
+# --- the verbs and their oracles ----------------------------------------------------------------
+
+def _normalized(text: str, run_dir) -> str:
+    return text.replace(str(run_dir), "RUN")
+
+
+def verb_case(attack, ref, verb, source, damage):
+    with attack.case(f"rundir-{verb}", note=repr(damage)) as case:
+        run = case.run_dir
+        run.parent.mkdir(exist_ok=True)
+        shutil.copytree(ref[source], run, symlinks=True)
+        case.note = f"{verb} on {source} after {apply_damage(run, case.root, damage)}"
+        out = case.root / "out" / "pred.csv"
+        case.outputs.append(case.root / "out")
+        argv = {"eval": ["eval", run, "--split", "all", "--json"],
+                "predict": ["predict", run, ref["rows"], "-o", out],
+                "resume": ["resume", run],
+                "resume-from": ["resume", run, "--checkpoint", "step-00000004"],
+                "diagnose": ["diagnose", run],
+                "report": ["report", run]}[verb]
+        result = case.cli(*argv)
+
+        def oracle():
+            if verb == "eval":
+                return None if json.loads(result.out) == ref["eval"] else f"figures {result.out[:600]}"
+            if verb == "predict":
+                got = out.read_bytes().decode("utf-8")
+                return None if got == ref["predict"] else f"predictions {got[:600]}"
+            if verb in ("resume", "resume-from"):
+                figures = _figures(json.loads((run / "summary.json").read_text(encoding="utf-8")))
+                return None if figures == ref["summary"] else f"resumed figures {figures}"
+            if verb == "diagnose":
+                return None if result.out.strip() else "no story"
+            report = run / "report.html"
+            return None if report.is_file() and report.stat().st_size > 1000 else "no report.html"
+
+        attack.judge(case, result, oracle)
+
+
+@given(st.sampled_from(["eval", "eval", "predict", "predict", "resume", "diagnose"]), DAMAGE)
+def _finished_prop(attack, ref, verb, damage):
+    verb_case(attack, ref, verb, "finished", damage)
+
+
+def test_damaged_finished_runs_answer_right_or_refuse(attack, runs):
+    budget(110)(_finished_prop)(attack, runs)
+
+
+@given(st.sampled_from(["resume", "resume", "resume-from", "eval", "diagnose"]), DAMAGE)
+def _interrupted_prop(attack, ref, verb, damage):
+    verb_case(attack, ref, verb, "interrupted", damage)
+
+
+def test_damaged_interrupted_runs_resume_right_or_refuse(attack, runs):
+    budget(50)(_interrupted_prop)(attack, runs)
+
+
+@given(DAMAGE)
+def _report_prop(attack, ref, damage):
+    verb_case(attack, ref, "report", "finished", damage)
+
+
+def test_damaged_runs_report_or_refuse(attack, runs):
+    budget(4)(_report_prop)(attack, runs)
+
+
+# --- native crashes: damaged weights in a separate process ---------------------------------------
+
+WORKER = """
+import json, sys
+sys.path.insert(0, sys.argv[1])
+from properties_kit import run_cli
+for run in sys.argv[2:]:
+    r = run_cli("eval", run, "--split", "test", "--json")
+    print(json.dumps({"run": run, "code": r.code, "out": r.out, "err": r.err[-500:]}), flush=True)
+"""
+
+SAFETENSORS_DAMAGE = st.lists(st.tuples(
+    st.sampled_from(["model.safetensors", "pipeline.safetensors", "checkpoints/step-00000008/model.safetensors"]),
+    st.one_of(st.tuples(st.just("truncate"), st.integers(0, 600)),
+              st.tuples(st.just("flip"), st.integers(0, 600), st.integers(0, 7)),
+              st.tuples(st.just("header"), st.sampled_from([b"\xff" * 8, b"\x00" * 8, (2 ** 40).to_bytes(8, "little"),
+                                                              b'\x10\x00\x00\x00\x00\x00\x00\x00{"a":{"dtype":"F32"']))),
+), min_size=8, max_size=8)
+
+
+@given(SAFETENSORS_DAMAGE)
+def _native_prop(attack, ref, damages):
+    with attack.case("rundir-native", note=repr(damages)) as case:
+        runs = []
+        for i, (name, op) in enumerate(damages):
+            run = case.root / "runs" / f"run{i}"
+            run.parent.mkdir(exist_ok=True)
+            shutil.copytree(ref["finished"], run)
+            case.run_dirs.append(run)
+            path = run / name
+            data = path.read_bytes()
+            if op[0] == "truncate":
+                data = data[:op[1] % (len(data) + 1)]
+            elif op[0] == "flip":
+                at = op[1] % len(data)
+                data = data[:at] + bytes([data[at] ^ (1 << op[2])]) + data[at + 1:]
+            else:
+                data = op[1] + data[8:]
+            path.write_bytes(data)
+            runs.append(str(run))
+        case.arm()
+        kit = os.path.dirname(os.path.abspath(__file__))
+        proc = subprocess.run([sys.executable, "-c", WORKER, kit, *runs], capture_output=True, text=True,
+                              timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+        answers = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+        from properties_kit import CliResult
+
+        for i, run in enumerate(runs):
+            if i < len(answers):
+                a = answers[i]
+                result = CliResult(["eval", run], a["code"], a["out"], a["err"])
+                oracle = (lambda out=a["out"]: None if json.loads(out) == {"test": ref["eval"]["test"]}
+                          else f"figures {out[:600]}")
+            else:   # the process died on an earlier run (a signal) or never got here
+                result = CliResult(["eval", run], proc.returncode if i == len(answers) else 1, "",
+                                   f"worker ended with {proc.returncode}: {proc.stderr[-1500:]}")
+                oracle = None
+            attack.judge(case, result, oracle)
+
+
+def test_damaged_weights_never_crash_the_process(attack, runs):
+    budget(1)(_native_prop)(attack, runs)
