@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from . import _integrity as integrity
 from . import _rundir
 from .errors import CheckpointError, RecipeError, UserError
 from ._extras import check_extras
@@ -84,8 +85,51 @@ def _prepare_data(recipe: Recipe, run_dir: Path | None = None, rows: dict | None
 
         return prepare_text(recipe, rows)
     if rows is None and run_dir is not None and (Path(run_dir) / "rows.json").is_file():
-        rows = json.loads((Path(run_dir) / "rows.json").read_text(encoding="utf-8"))
+        rows = read_rows(Path(run_dir) / "rows.json")
     return prepare(recipe.data, recipe.seed, recipe.source, rows=rows)
+
+
+def read_rows(path: Path) -> dict:
+    """A run's rows.json (split name -> row indices), checked against its checksum and shape."""
+    rows = integrity.read_json(path)
+    for name, indices in rows.items():
+        if not isinstance(indices, list) or not all(isinstance(i, int) and not isinstance(i, bool) and i >= 0
+                                                    for i in indices):
+            raise CheckpointError(f"{path}: split {name!r} must be a list of row numbers (integers >= 0); the "
+                                  f"file is damaged or was edited — train the run again")
+    return rows
+
+
+def save_pipeline(pipeline, run_dir: Path) -> None:
+    """Write a run's data pipeline with checksums (danlu._integrity), as :func:`load_pipeline` reads it."""
+    from .data._pipeline import META_FILE, TENSOR_FILE
+
+    state = getattr(pipeline, "state", None)
+    if not callable(state):   # other pipelines (text) write through ck's atomic writes themselves
+        pipeline.save(run_dir)
+        return
+    meta, tensors = state()
+    ck.atomic_write_text(run_dir / META_FILE, json.dumps(meta, indent=1, allow_nan=False, ensure_ascii=False))
+    ck.atomic_save_tensors(run_dir / TENSOR_FILE, tensors)
+
+
+def load_pipeline(run_dir: Path):
+    """A run's data pipeline, from files that match their checksums."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load as load_bytes
+
+    from .data import Pipeline
+    from .data._pipeline import META_FILE, TENSOR_FILE
+
+    meta = integrity.read_json(run_dir / META_FILE)
+    try:
+        tensors = load_bytes(integrity.read_bytes(run_dir / TENSOR_FILE))
+    except SafetensorError as err:
+        raise CheckpointError(f"{run_dir / TENSOR_FILE}: cannot be read ({err}); the file is damaged") from None
+    try:
+        return Pipeline.from_state(meta, tensors)
+    except CheckpointError as err:
+        raise CheckpointError(f"{run_dir / META_FILE}: {err}") from None
 
 
 @dataclass
@@ -302,7 +346,7 @@ class Run:
 
     def __init__(self, path: str | Path, summary: dict | None = None):
         self.path = Path(path)
-        self.summary = summary if summary is not None else json.loads((self.path / "summary.json").read_text())
+        self.summary = summary if summary is not None else integrity.read_json(self.path / "summary.json")
 
     def __repr__(self) -> str:
         return f"Run({str(self.path)!r})"
@@ -363,7 +407,7 @@ def train(recipe: Recipe | dict, run_dir: str | Path | None = None, *, overwrite
                 ck.atomic_write_text(path / "rows.json",
                                      json.dumps({k: [int(i) for i in v] for k, v in rows.items()}))
             ck.atomic_write_text(path / "recipe.yaml", recipe.to_yaml())
-            prepared.pipeline.save(path)
+            save_pipeline(prepared.pipeline, path)
             if classical_plan is None:   # from here on the folder stays: `danlu resume` continues it
                 claim.started()
         if dist is not None:
@@ -411,12 +455,15 @@ def read_run_recipe(run_dir: Path) -> Recipe:
     if not (run_dir / "recipe.yaml").is_file():
         raise UserError(f"{run_dir}: not a danlu run directory (no recipe.yaml); give the folder that "
                         f"`danlu train` created, e.g. runs/<name>")
+    integrity.verify(run_dir / "recipe.yaml")   # the run's own recipe, as it wrote it
     return Recipe.from_yaml(run_dir / "recipe.yaml")
 
 
 def resume(run_dir: str | Path, checkpoint: str | None = None, *, progress: str | None = None,
-           callbacks=()) -> Run:
-    """Continue a run from its newest checkpoint (or the one named); a finished run is left as it is."""
+           callbacks=(), force_foreign_checkpoint: bool = False) -> Run:
+    """Continue a run from its newest checkpoint (or the one named); a finished run is left as it is.
+
+    A checkpoint written by another run is refused unless ``force_foreign_checkpoint``."""
     run_dir = Path(run_dir)
     recipe = read_run_recipe(run_dir)
     check_extras(recipe)
@@ -433,11 +480,12 @@ def resume(run_dir: str | Path, checkpoint: str | None = None, *, progress: str 
         return Run(run_dir)
     # one writer per run directory: a second resume (or train --overwrite) is refused while this runs
     with _rundir.lock_run(run_dir) if writes else nullcontext():
-        return _resume_locked(run_dir, recipe, checkpoint, dist, writes, progress, callbacks)
+        return _resume_locked(run_dir, recipe, checkpoint, dist, writes, progress, callbacks,
+                              force_foreign_checkpoint)
 
 
 def _resume_locked(run_dir: Path, recipe: Recipe, checkpoint: str | None, dist, writes: bool,
-                   progress: str | None, callbacks) -> Run:
+                   progress: str | None, callbacks, force_foreign_checkpoint: bool = False) -> Run:
     if (run_dir / "summary.json").is_file() and checkpoint is None:   # finished while we waited for the lock
         return Run(run_dir)
     root = run_dir / "checkpoints"
@@ -451,20 +499,40 @@ def _resume_locked(run_dir: Path, recipe: Recipe, checkpoint: str | None, dist, 
         chosen = found[-1] if found else None
     prepared = _prepare_data(recipe, run_dir)
     if writes and not (run_dir / "pipeline.json").is_file():
-        prepared.pipeline.save(run_dir)
+        save_pipeline(prepared.pipeline, run_dir)
     session = build_session(recipe, run_dir if writes else None, prepared, progress if writes else "none",
                             list(callbacks) + _distributed_callbacks(dist))
     if chosen is not None:
         try:
-            model_state, saved = ck.read_checkpoint(chosen, device=session.state.device)
+            model_state, saved = ck.read_checkpoint(chosen, device=session.state.device, run_dir=run_dir,
+                                                    force_foreign=force_foreign_checkpoint)
+            _restore_checked(chosen, session, model_state, saved)
         except CheckpointError as err:
             older = [p.name for p in ck.list_checkpoints(root) if p.name < chosen.name]
             hint = f" (earlier: {', '.join(older)})" if older else ""
             raise CheckpointError(f"{err}{hint}") from None
-        restore_state(session.state, session.callbacks, model_state, saved)
         # a checkpoint chosen by hand may be older than the newest: later ones stay on disk
     fit(session.state, session.callbacks)
     return Run(run_dir, _wrap_up(session, recipe, run_dir, dist, progress))
+
+
+def _restore_checked(path: Path, session: Session, model_state: dict, saved: dict) -> None:
+    """Restore a checkpoint into the session; one that does not fit the model the recipe builds
+    (renamed or missing tensors, another architecture) or lacks part of the state is refused."""
+    ck.check_state_dict(session.state.model, model_state, path / "model.safetensors",
+                        "the checkpoint comes from another model — resume from one of this run's checkpoints")
+    try:
+        restore_state(session.state, session.callbacks, model_state, saved)
+    except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as err:
+        raise CheckpointError(f"{path}: does not fit this run's model and training state "
+                              f"({_first_line(err)}); it comes from another run or was damaged — resume from "
+                              f"another checkpoint with --checkpoint") from None
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    what = type(err).__name__
+    return f"{what}: {text[0][:200]}" if text else what
 
 
 def _wrap_up(session: Session, recipe: Recipe, run_dir: Path, dist, progress: str | None) -> dict:
@@ -493,8 +561,8 @@ def _export_qat(recipe: Recipe, run_dir: Path, progress: str | None) -> None:
 
 def load_model(run_dir: str | Path, device="cpu", quantized: str | Path | None = None):
     """(model, pipeline, meta, recipe) of a finished run, weights from model.safetensors — or the
-    quantized model in ``quantized`` (a folder written by ``danlu quantize``)."""
-    from .data import Pipeline
+    quantized model in ``quantized`` (a folder written by ``danlu quantize``). Every file is read
+    only if it matches its checksum in the run's manifest.json (danlu._integrity)."""
     from .models import build_model
     from .training._factory import output_dim
 
@@ -521,19 +589,43 @@ def load_model(run_dir: str | Path, device="cpu", quantized: str | Path | None =
         if not (run_dir / name).is_file():
             raise UserError(f"{run_dir}: {name} is missing — the run has not finished; "
                             f"finish it with `danlu resume {run_dir}`")
-    meta = json.loads((run_dir / "model.json").read_text(encoding="utf-8"))
-    pipeline = Pipeline.load(run_dir)
+    meta, pipeline = _read_model_meta(run_dir)
     info = pipeline.info
     model = _transform_model(recipe, build_model(recipe.model, info, output_dim(meta["loss_kind"], info)), info)
     if meta.get("target_scaled"):
         model = TargetScaled(model, [0.0] * info.n_targets, [1.0] * info.n_targets)  # buffers come from the file
-    model.load_state_dict(ck.load_weights(run_dir / "model.safetensors", device="cpu"))
+    weights = ck.load_weights(run_dir / "model.safetensors", device="cpu")
+    ck.check_state_dict(model, weights, run_dir / "model.safetensors",
+                        f"it does not belong to the {recipe.model.kind} model that recipe.yaml and model.json "
+                        f"describe — train the run again")
+    model.load_state_dict(weights)
     if quantized is not None:
         from .compress import load_quantized_for_run
 
         model = load_quantized_for_run(run_dir, quantized, device)
     model.to(device).eval()
     return model, pipeline, meta, recipe
+
+
+_META_TYPES = {"loss_kind": str, "info": dict, "model": dict}
+_CLASSICAL_META_TYPES = {**_META_TYPES, "kind": str, "estimator": str, "sha256": str, "file": str}
+_SAME_INFO = ("task", "kind", "input_shape", "n_classes", "classes", "n_targets")
+
+
+def _read_model_meta(run_dir: Path, classical_run: bool = False) -> tuple[dict, Any]:
+    """A finished run's model.json and pipeline, checked against their checksums, for shape, and
+    against each other (model.json's inputs and outputs are the pipeline's)."""
+    path = run_dir / "model.json"
+    meta = integrity.read_json(path)
+    integrity.require(path, _CLASSICAL_META_TYPES if classical_run else _META_TYPES, meta)
+    pipeline = load_pipeline(run_dir)
+    have = json.loads(json.dumps(pipeline.info.to_json()))
+    for key in _SAME_INFO:
+        if key in meta["info"] and key in have and meta["info"][key] != have[key]:
+            raise CheckpointError(f"{path}: info.{key} is {meta['info'][key]!r} but the run's pipeline.json says "
+                                  f"{have[key]!r}; the files come from different runs or were edited — train "
+                                  f"the run again")
+    return meta, pipeline
 
 
 def refuse_generative(run_dir, meta: dict, recipe: Recipe, verb: str) -> None:
@@ -547,15 +639,15 @@ def refuse_generative(run_dir, meta: dict, recipe: Recipe, verb: str) -> None:
 
 def _load_classical(run_dir: Path, recipe: Recipe, device):
     """Classical models (danlu.classical): model.skops read against its trust list, as a module."""
-    from .data import Pipeline
-
     for name in ("model.skops", "model.json", "pipeline.json"):
         if not (run_dir / name).is_file():
             raise UserError(f"{run_dir}: {name} is missing — the model was not fitted; fit it again with "
                             f"`danlu train {run_dir / 'recipe.yaml'}`")
-    meta = json.loads((run_dir / "model.json").read_text(encoding="utf-8"))
-    pipeline = Pipeline.load(run_dir)
+    from .classical._persist import check_structures
+
+    meta, pipeline = _read_model_meta(run_dir, classical_run=True)
     model = classical.load_module(run_dir, meta, pipeline.info)
+    check_structures(model.estimator, run_dir / meta["file"], n_features=int(np.prod(pipeline.info.input_shape)))
     return model.to(device).eval(), pipeline, meta, recipe
 
 

@@ -79,7 +79,7 @@ def finetune(recipe: Recipe | dict, run_dir: str | Path | None = None, *, overwr
     _set_optimizer(state, recipe, backbone)
     with target.claim() as claim:   # created, marked and locked by this process for the whole run
         ck.atomic_write_text(path / "recipe.yaml", recipe.to_yaml())
-        prepared.pipeline.save(path)
+        _run.save_pipeline(prepared.pipeline, path)   # with checksums, as _run.load_model reads it
         claim.started()
         _run.fit(state, session.callbacks)
         summary = _run.finish(state, path)
