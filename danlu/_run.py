@@ -70,11 +70,6 @@ def plan_run_dir(recipe: Recipe, run_dir: str | Path | None, overwrite: bool) ->
                             overwrite=overwrite, flag="--run-dir", kind="run", keep=keep)
 
 
-def new_run_dir(recipe: Recipe, run_dir: str | Path | None, overwrite: bool) -> Path:
-    """Check and create the run directory at once (callers that validate nothing more first)."""
-    return plan_run_dir(recipe, run_dir, overwrite).create()
-
-
 def _prepare_data(recipe: Recipe, run_dir: Path | None = None, rows: dict | None = None):
     """The recipe's data, split by its seed — or by the row indices a run was trained on
     (``rows.json`` in the run directory, written for cross-validation folds)."""

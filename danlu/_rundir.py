@@ -127,8 +127,12 @@ class RunLock:
     def __enter__(self) -> "RunLock":
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, exc_type, exc, tb):
         self.release()
+        if isinstance(exc, OSError) and exc.errno in ENVIRONMENT_ERRNOS:   # e.g. the disk filled up mid-run
+            raise environment_error(exc, self.path, "write in it",
+                                    f"; then continue with `danlu resume {self.path}`") from None
+        return False
 
 
 def _same_file(fd: int, path: Path) -> bool:

@@ -1,6 +1,7 @@
 """A run that cannot start leaves nothing behind, and the environment's failures are one line
 (issue 12, items 7 and 8)."""
 import errno
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -178,3 +179,25 @@ def test_read_only_places_are_one_line(read_only, recipe, finished_run, capsys):
     assert main(["quantize", str(run), "-o", str(read_only / "q"), "--progress", "none"]) == 2
     assert "read-only" in one_line_error(capsys)
     assert list(read_only.iterdir()) == []
+
+
+@pytest.mark.parametrize("verb", ["train", "resume"])
+def test_a_full_disk_during_the_run_is_one_line_and_keeps_the_run(recipe, tmp_path, monkeypatch, capsys, verb):
+    run = tmp_path / "run"
+    if verb == "resume":
+        assert main(["train", str(recipe), "--run-dir", str(run)]) == 0
+        (run / "summary.json").unlink()   # as if stopped before its first checkpoint
+        shutil.rmtree(run / "checkpoints")
+    capsys.readouterr()
+
+    def full(root, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(root))
+
+    monkeypatch.setattr(ck, "write_checkpoint", full)
+    args = ["train", str(recipe), "--run-dir", str(run)] if verb == "train" else ["resume", str(run)]
+    assert main(args) == 2
+    err = one_line_error(capsys)
+    assert "no space left" in err and f"danlu resume {run}" in err
+    assert (run / "recipe.yaml").is_file()   # the run had started: it stays, to be resumed
+    monkeypatch.undo()
+    assert main(["resume", str(run)]) == 0
