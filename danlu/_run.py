@@ -78,10 +78,24 @@ def _prepare_data(recipe: Recipe, run_dir: Path | None = None, rows: dict | None
     if recipe.base.kind == "minilm":   # text: sentences -> token ids or cached sentence embeddings
         from .transfer import prepare_text
 
-        return prepare_text(recipe, rows)
+        return _with_positive(prepare_text(recipe, rows), recipe)
     if rows is None and run_dir is not None and (Path(run_dir) / "rows.json").is_file():
         rows = read_rows(Path(run_dir) / "rows.json")
-    return prepare(recipe.data, recipe.seed, recipe.source, rows=rows)
+    return _with_positive(prepare(recipe.data, recipe.seed, recipe.source, rows=rows), recipe)
+
+
+def _with_positive(prepared, recipe: Recipe):
+    """Classification: the class binary precision, recall, F1 and ROC AUC are about
+    (``data.positive_class``, else the second label in sorted order)."""
+    from .evaluation import positive_class_id
+
+    info, chosen = prepared.info, recipe.data.positive_class
+    if info.task == "classification":
+        info.positive = positive_class_id(info.classes, chosen, f"{recipe.source}: data.positive_class")
+    elif chosen is not None:
+        raise RecipeError(f"{recipe.source}: data.positive_class applies to classification; this data is "
+                          f"{info.task}; remove it")
+    return prepared
 
 
 def read_rows(path: Path) -> dict:
@@ -284,6 +298,8 @@ def finish(state: State, run_dir: Path | None) -> dict:
     objective = is_objective_model(state.model)
     if "test" in state.splits and not objective:   # a generative model has no trivial predictor to beat
         summary["baseline"] = test_baseline(state)
+    if state.info.task == "classification" and state.info.n_classes == 2:
+        summary["positive_class"] = state.info.classes[state.info.positive]   # what precision/recall/f1 are about
     summary["run"] = {"epochs": state.epoch, "steps": state.step, "stop_reason": state.stop_reason,
                       "restored_best_epoch": state.extra.get("restored_epoch"),
                       "parameters": sum(p.numel() for p in state.model.parameters()),
@@ -323,7 +339,8 @@ def test_baseline(state: State) -> dict:
     X, y = state.splits["test"]
     scores = scores_to_proba(model_outputs(state.model, X), state.loss_kind, state.info)
     return compare_to_baseline(state.info.task, state.splits["train"][1].cpu().numpy(), y.cpu().numpy(),
-                               scores.float().cpu().numpy(), state.info.n_classes, state.recipe.seed, n_boot=1000)
+                               scores.float().cpu().numpy(), state.info.n_classes, state.recipe.seed, n_boot=1000,
+                               positive=state.info.positive)
 
 
 def _index(run_dir: Path) -> None:

@@ -124,7 +124,7 @@ def _print_summary(summary: dict, run_dir) -> None:
     base = summary.get("baseline")
     if base:
         table[f"test baseline ({base['against']})"] = base["baseline"][base["against"]]
-    print(format_table(table))
+    print(format_table(table, positive_class=summary.get("positive_class")))
     if base:
         print(f"against the baseline: {base['significance']['verdict']}")
     print(f"run directory: {run_dir}")

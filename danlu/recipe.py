@@ -85,6 +85,9 @@ DATA = Section({
     "label": _f((str, int), None, doc="label column (csv: name, default last; npy: index; npz: array key, default y)"),
     "categorical": _f((str, list), "auto", doc="'auto' to detect, or a list of categorical columns"),
     "task": _f(str, "auto", choices=("auto", "classification", "regression"), nullable=False),
+    "positive_class": _f((str, int), None, doc="binary classification: the class that precision, recall, F1 and "
+                                               "ROC-AUC are about; null: the second class in sorted order "
+                                               "(as scikit-learn)"),
     "shape": _f(list, None, item=int, doc="reshape each row to this shape, e.g. [1, 8, 8]"),
     "image_size": _f(list, None, item=int, doc="[height, width] images are resized to"),
     "grayscale": _f(bool, True, doc="read images as one channel"),

@@ -22,6 +22,7 @@ class DataInfo:
     feature_names: list[str]
     categorical: list[tuple[int, int]] = field(default_factory=list)
     n_targets: int = 1
+    positive: int = 1   # binary: the class id precision, recall, F1, ROC AUC are about (data.positive_class)
 
     def to_json(self) -> dict:
         return {

@@ -1,8 +1,8 @@
 """Evaluation: metrics of a split, which direction is better, and the summary table."""
-from ._metrics import METRICS, PRIMARY_METRIC, compute_metrics, metric_direction
+from ._metrics import METRICS, PRIMARY_METRIC, compute_metrics, metric_direction, positive_class_id
 from ._table import format_table
 
-__all__ = ["METRICS", "PRIMARY_METRIC", "compute_metrics", "metric_direction", "format_table"]
+__all__ = ["METRICS", "PRIMARY_METRIC", "compute_metrics", "metric_direction", "positive_class_id", "format_table"]
 from ._baseline import (baseline_metrics, baseline_scores, compare_to_baseline, evaluate_with_baseline, mcnemar,
                         paired_bootstrap, significance)
 from ._compare import check_same_data, compare_runs

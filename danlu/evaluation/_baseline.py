@@ -234,14 +234,16 @@ def format_p(p: float) -> str:
 
 
 def compare_to_baseline(task: str, y_train, y_eval, model_scores, n_classes: int | None = None,
-                        seed: int = 0, n_boot: int = 2000) -> dict:
+                        seed: int = 0, n_boot: int = 2000, positive: int = 1) -> dict:
     """Everything to show a baseline beside a model's figures on one split, from arrays alone:
-    ``{"baseline": {name: metrics}, "against": name, "significance": {...}}``."""
+    ``{"baseline": {name: metrics}, "against": name, "significance": {...}}`` (binary figures
+    about the class id ``positive``)."""
     y_eval = _to_numpy(y_eval)
     if task == "classification" and n_classes is None:
         n_classes = _to_numpy(model_scores).shape[1] if _to_numpy(model_scores).ndim == 2 else 2
     scores = baseline_scores(task, y_train, len(y_eval), n_classes, seed)
-    figures = {name: compute_metrics(task, y_eval, s, n_classes=n_classes) for name, s in scores.items()}
+    figures = {name: compute_metrics(task, y_eval, s, n_classes=n_classes, positive=positive)
+               for name, s in scores.items()}
     against = main_baseline(task)
     test = significance(task, y_eval, model_scores, scores[against], seed, n_boot, n_classes=n_classes)
     return {"baseline": figures, "against": against, "significance": test}

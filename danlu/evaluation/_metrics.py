@@ -11,7 +11,11 @@ Choices where scikit-learn leaves room, all documented here once:
   predicted says nothing about the model and would only drag the average down. A class
   with no predictions scores precision 0, a class with no true rows recall 0
   (``zero_division=0``).
-* ROC AUC is one-vs-rest per class (binary: on the probability of class 1), averaged over
+* Binary precision / recall / F1 / ROC AUC are about one positive class: class id ``positive``
+  (default 1). A run picks it with ``data.positive_class``; without it, the second class in
+  sorted order of the labels, as scikit-learn's ``pos_label`` defaults do (see
+  :func:`positive_class_id`), and summary.json names it (``positive_class``).
+* ROC AUC is one-vs-rest per class (binary: on the probability of the positive class), averaged over
   the classes that have both positive and negative rows in ``y_true``. When every class
   occurs this equals ``roc_auc_score(multi_class='ovr', average='macro')``; when a split lacks
   a class, scikit-learn returns NaN and we average the classes that are defined instead. With
@@ -51,22 +55,51 @@ _LOWER_IS_BETTER = {"loss", "log_loss", "mse", "rmse", "mae", "inertia",
 _SPLIT_PREFIXES = ("train_", "val_", "validation_", "test_")
 
 
-def compute_metrics(task: str, y_true, scores, *, n_classes: int | None = None) -> dict[str, float]:
+def compute_metrics(task: str, y_true, scores, *, n_classes: int | None = None, positive: int = 1) -> dict[str, float]:
     """Metrics of one split.
 
     ``task="classification"``: ``y_true`` holds class ids ``(N,)``; ``scores`` holds class
     probabilities ``(N, n_classes)``, or ``(N,)`` / ``(N, 1)`` probabilities of class 1 for a
-    binary model. ``task="regression"``: ``y_true`` and ``scores`` (the predictions) are
+    binary model; binary ``precision``, ``recall``, ``f1`` and ``roc_auc`` are about the class
+    id ``positive``. ``task="regression"``: ``y_true`` and ``scores`` (the predictions) are
     ``(N,)`` or ``(N, k)``. numpy arrays and torch tensors (any device) are accepted.
     """
     y_true = _to_numpy(y_true)
     scores = _to_numpy(scores)
     if task == "classification":
-        return _classification_metrics(y_true, scores, n_classes)
+        return _classification_metrics(y_true, scores, n_classes, positive)
     if task == "regression":
         return _regression_metrics(y_true, scores)
     raise UserError(f"unknown task {task!r}{did_you_mean(task, PRIMARY_METRIC)}; "
                     f"use one of {', '.join(PRIMARY_METRIC)}")
+
+
+def _label_order(label):
+    # numbers in numeric order (2 before 10), anything else by its text
+    return (0, float(label), "") if isinstance(label, (int, float)) and not isinstance(label, bool) \
+        else (1, 0.0, str(label))
+
+
+def positive_class_id(classes, chosen=None, where: str = "data.positive_class") -> int:
+    """The class id that binary precision, recall, F1 and ROC AUC are about.
+
+    ``chosen`` is a label (``malignant``, ``1``); None picks the second class in sorted order of
+    the labels, as scikit-learn does (``pos_label=1`` of labels 0/1, the later name of two
+    names). A choice is only meaningful for two classes: with more (or a label that is not a
+    class) it is a :class:`UserError`.
+    """
+    classes = list(classes)
+    if chosen is None:
+        return classes.index(sorted(classes, key=_label_order)[1]) if len(classes) == 2 else 1
+    if len(classes) != 2:
+        raise UserError(f"{where} applies to binary classification; the data has {len(classes)} classes "
+                        f"(per-class figures are in the macro averages); remove it")
+    for i, label in enumerate(classes):
+        if label == chosen or str(label) == str(chosen):
+            return i
+    names = [str(c) for c in classes]
+    raise UserError(f"{where} must be one of the classes {', '.join(names)}; got {chosen!r}"
+                    f"{did_you_mean(str(chosen), names)}")
 
 
 def metric_direction(name: str) -> str:
@@ -101,16 +134,19 @@ def _to_numpy(x) -> np.ndarray:
 
 # --- classification ---------------------------------------------------------------------------
 
-def _classification_metrics(y_true: np.ndarray, scores: np.ndarray, n_classes: int | None) -> dict[str, float]:
+def _classification_metrics(y_true: np.ndarray, scores: np.ndarray, n_classes: int | None,
+                            positive: int = 1) -> dict[str, float]:
     proba = _as_probability_matrix(scores, n_classes)
     n_classes = proba.shape[1]
     labels = _as_class_ids(y_true, n_classes, len(proba))
     predicted = np.argmax(proba, axis=1)
+    if n_classes == 2 and positive not in (0, 1):
+        raise DataError(f"the positive class of a binary model is class id 0 or 1, got {positive!r}")
 
     metrics = {"accuracy": float(np.mean(predicted == labels))}
-    metrics.update(_precision_recall_f1(labels, predicted, n_classes))
+    metrics.update(_precision_recall_f1(labels, predicted, n_classes, positive))
     if np.all(np.isfinite(proba)):
-        auc = _roc_auc(labels, proba)
+        auc = _roc_auc(labels, proba, positive)
         if auc is not None:
             metrics["roc_auc"] = auc
         metrics["log_loss"] = _log_loss(labels, proba, _clip_eps(scores.dtype))
@@ -160,7 +196,8 @@ def _as_class_ids(y_true: np.ndarray, n_classes: int, n_rows: int) -> np.ndarray
     return y
 
 
-def _precision_recall_f1(labels: np.ndarray, predicted: np.ndarray, n_classes: int) -> dict[str, float]:
+def _precision_recall_f1(labels: np.ndarray, predicted: np.ndarray, n_classes: int,
+                         positive: int = 1) -> dict[str, float]:
     true_count = np.bincount(labels, minlength=n_classes)
     pred_count = np.bincount(predicted, minlength=n_classes)
     tp = np.bincount(labels[labels == predicted], minlength=n_classes)
@@ -179,8 +216,9 @@ def _precision_recall_f1(labels: np.ndarray, predicted: np.ndarray, n_classes: i
     metrics["precision_micro"] = float(_safe_divide(tp_all, pred_all))
     metrics["recall_micro"] = float(_safe_divide(tp_all, true_all))
     metrics["f1_micro"] = float(_safe_divide(2 * tp_all, true_all + pred_all))
-    if n_classes == 2:  # binary scores of the positive class 1
-        metrics.update(precision=float(precision[1]), recall=float(recall[1]), f1=float(f1[1]))
+    if n_classes == 2:  # binary scores of the positive class
+        metrics.update(precision=float(precision[positive]), recall=float(recall[positive]),
+                       f1=float(f1[positive]))
     return metrics
 
 
@@ -191,10 +229,10 @@ def _safe_divide(numerator, denominator):
     return np.divide(numerator, denominator, out=np.zeros_like(numerator), where=denominator != 0)
 
 
-def _roc_auc(labels: np.ndarray, proba: np.ndarray) -> float | None:
+def _roc_auc(labels: np.ndarray, proba: np.ndarray, positive: int = 1) -> float | None:
     """Macro one-vs-rest AUC over the classes defined in ``labels``; None if none is."""
     n_classes = proba.shape[1]
-    classes = [1] if n_classes == 2 else range(n_classes)
+    classes = [positive] if n_classes == 2 else range(n_classes)
     aucs = []
     for c in classes:
         positive = labels == c

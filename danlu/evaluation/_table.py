@@ -4,11 +4,16 @@ from __future__ import annotations
 import math
 
 
-def format_table(rows: dict[str, dict[str, float]], digits: int = 4) -> str:
+BINARY = ("precision", "recall", "f1", "roc_auc")
+
+
+def format_table(rows: dict[str, dict[str, float]], digits: int = 4, positive_class=None) -> str:
     """One line per split, one column per metric, aligned; ASCII only so any log shows it.
 
     Columns follow the order in which metrics first appear; a metric a split lacks shows ``-``.
-    Numbers are fixed-point with ``digits`` decimals, or scientific when very large.
+    Numbers are fixed-point with ``digits`` decimals, or scientific when very large. With
+    ``positive_class`` (a binary classifier's), a last line names the class that the binary
+    precision, recall, f1 and roc_auc columns are about.
     """
     if not rows:
         return ""
@@ -19,6 +24,9 @@ def format_table(rows: dict[str, dict[str, float]], digits: int = 4) -> str:
     widths = [max(len(line[i]) for line in [header] + body) for i in range(len(header))]
     lines = [_join(header, widths), "  ".join("-" * w for w in widths)]
     lines += [_join(line, widths) for line in body]
+    shown = [name for name in BINARY if name in columns]
+    if positive_class is not None and shown:
+        lines.append(f"{', '.join(shown)}: positive class {_ascii(positive_class)}")
     return "\n".join(lines)
 
 

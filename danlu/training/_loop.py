@@ -45,7 +45,7 @@ def evaluate_outputs(out, y, loss_fn, loss_kind, info) -> dict:
         loss = float(loss_fn(out, y))
         scores = scores_to_proba(out, loss_kind, info)
     metrics = compute_metrics(info.task, y.detach().cpu().numpy(), scores.detach().cpu().numpy(),
-                              n_classes=info.n_classes)
+                              n_classes=info.n_classes, positive=getattr(info, "positive", 1))
     return {"loss": loss, **metrics}
 
 
