@@ -24,16 +24,20 @@ keeps them there. So at each epoch's end the run is also compared with the trivi
 
 * ``worse_than_trivial``: the epoch's training loss is well above both the trivial loss and the
   untrained model's, or the validation loss is far above them while training did not memorise;
+  for two epochs in a row (a short first epoch may overshoot and recover), or for one when far
+  worse (3x);
 * ``back_to_trivial``: an earlier epoch was clearly better than the trivial predictor, and both
   losses are now back at its level;
 * ``one_class``: the predictions have collapsed onto one class although the data have several
   (after the model had been better than that, or while it is worse than trivial).
 
 * ``unstable``: in the few epochs right after a rescue, the training loss rose clearly from one
-  epoch to the next: the cut was not enough (a rate 1000x too high needs several).
+  epoch to the next, or the validation loss jumped far above its best: the cut was not enough
+  (a rate 1000x too high needs several).
 
 Such an epoch is a ``collapse``: the run is rolled back to the last good epoch (the one with the
-best validation loss so far; the initial weights if there was none) with its optimizer state,
+best validation loss so far; the initial weights if none was clearly better than a guess, as
+weights trained at a rate far too high may be damaged) with its optimizer state,
 and the learning rate is cut, as a NaN rescue does; the rescues count against one budget.
 """
 from __future__ import annotations
@@ -50,12 +54,15 @@ _FLOOR = 0.1           # spikes are judged against at least this fraction of the
 _MAX_LOGGED = 25       # bad steps recorded one by one; later ones are only counted
 _WORSE = 1.15          # training loss this far above the trivial (and the initial) loss: worse than a guess
 _FAR_WORSE = 1.5       # validation loss this far above them: confidently wrong
+_EXTREME = 3.0         # either loss this far above them: no need to wait for a second epoch
 _LEARNED = 0.6         # a loss below this fraction of the trivial one: the model had learned something
 _BACK = 0.9            # ... and above this fraction again: it is back at the trivial level
 _ONE_CLASS = 0.9       # share of predictions on one class that is a collapse ...
 _MIXED = 0.6           # ... when no class holds more than this share of the rows
+_GOOD = 0.3            # a loss below this fraction of the trivial one: a model worth returning to
 _PROBATION = 8         # epochs after a rescue in which a rising training loss means "cut again"
 _UNSTABLE = 0.1        # ... a rise by more than this (relative) ...
+_VAL_JUMP = 0.3       # ... or a validation loss this far above its best
 _TINY = 0.02           # ... of a loss still above this fraction of the trivial one
 _PROBE_ROWS = 1024     # rows used for the trivial and initial losses and the prediction shares
 
@@ -95,8 +102,10 @@ class DivergenceMonitor:
         self.initial = None                        # loss of the untrained model on the same rows
         self.majority = None                       # share of the most common class (classification)
         self.safe = None                           # {"step", "model", "optimizer"} of the last good epoch
+        self.start = None                          # ... of the initial weights, until the model is good
         self.best_val = None                       # best validation (or training) loss of a good epoch
         self.learned = False                       # an epoch was clearly better than the trivial predictor
+        self.suspect = False                       # the last epoch was worse than trivial (moderately)
         self.probation = 0                         # epochs left in which a rising loss triggers a rescue
         self.prev_train = None                     # last epoch's training loss (since the last rescue)
         self.rescue_epoch = None                   # the epoch of the last rescue
@@ -108,6 +117,7 @@ class DivergenceMonitor:
             self._take_snapshot(state)
         if self.safe is None:
             self.safe = _copy_snapshot(self.snapshot)
+            self.start = _copy_snapshot(self.snapshot)
             self._measure_trivial(state)
 
     def on_backward_end(self, state) -> None:
@@ -136,6 +146,8 @@ class DivergenceMonitor:
         if state.stop_reason is not None or self.trivial is None:
             return
         facts = self._collapse_facts(state)
+        if facts is None and self.suspect:
+            return   # not yet a collapse, but not a good epoch to return to either
         if facts is None:
             facts = self._unstable_facts(state)
         if facts is not None:
@@ -155,6 +167,8 @@ class DivergenceMonitor:
             self.best_val = judged
             self.safe = _copy_snapshot({"step": state.step, "model": state.model.state_dict(),
                                         "optimizer": state.optimizer.state_dict()})
+        if judged <= _GOOD * self.trivial:
+            self.start = None   # a clearly good epoch to return to: the initial weights are not needed
 
     # -- collapse without NaN --------------------------------------------------------------------
 
@@ -197,12 +211,19 @@ class DivergenceMonitor:
         # The running mean of an epoch with a rescue in it mixes two rates: the validation loss,
         # taken after the epoch, must agree that the model is no better than a guess.
         val_bad = not finite(val) or val >= _BACK * trivial
-        if (train >= _WORSE * ref and val_bad) or (finite(val) and val >= _FAR_WORSE * ref and train >= _BACK * trivial):
+        worse = (train >= _WORSE * ref and val_bad) or \
+            (finite(val) and val >= _FAR_WORSE * ref and train >= _BACK * trivial)
+        extreme = train >= _EXTREME * ref or (finite(val) and val >= _EXTREME * ref)
+        # A first epoch of a few steps may overshoot and recover: a moderate case must last two
+        # epochs, an extreme one (confidently wrong, far worse than a guess) is acted on at once.
+        confirmed = worse and (extreme or self.suspect)
+        self.suspect = worse
+        if confirmed:
             return {"variant": "worse_than_trivial", **facts}
         judged = val if finite(val) else train
         if self.learned and judged >= _BACK * trivial and train >= _BACK * trivial:
             return {"variant": "back_to_trivial", "best_loss": self.best_val, **facts}
-        if share is not None and share >= _ONE_CLASS and (self.learned or train >= trivial):
+        if share is not None and share >= _ONE_CLASS and (self.learned or train >= _WORSE * ref):
             return {"variant": "one_class", **facts}
         return None
 
@@ -219,6 +240,10 @@ class DivergenceMonitor:
         if train > prev * (1 + _UNSTABLE) and train > _TINY * self.trivial:
             return {"variant": "unstable", "train_loss": train, "previous": prev, "rise": train / prev - 1,
                     "trivial": self.trivial}
+        best = self.best_val
+        if finite(val) and best is not None and val > best * (1 + _VAL_JUMP) and val > _TINY * self.trivial:
+            return {"variant": "unstable_val", "val_loss": val, "previous": best, "rise": val / best - 1,
+                    "train_loss": train, "trivial": self.trivial}
         return None
 
     def _top_share(self, state) -> float | None:
@@ -283,8 +308,11 @@ class DivergenceMonitor:
         """Roll back and lower the learning rate: to the last good snapshot after bad steps, to
         the last good epoch after a collapse (``to_safe``)."""
         if to_safe:
-            # the step snapshots may already hold collapsed weights: the good epoch replaces them
-            self.snapshot = _copy_snapshot(self.safe)
+            # The step snapshots may already hold collapsed weights: the good epoch replaces them.
+            # An epoch only a little better than a guess, at a rate found too high, may hold
+            # damaged weights (saturated or dead units): then training starts afresh.
+            damaged = self.start is not None and (self.best_val is None or self.best_val > _GOOD * self.trivial)
+            self.snapshot = _copy_snapshot(self.start if damaged else self.safe)
             self._snapshot_layout = None
         if self.rescues >= self.max_rescues:
             self._give_up(state)
@@ -364,8 +392,8 @@ class DivergenceMonitor:
             "rescues": self.rescues, "skip_batches": sorted(list(b) for b in self.skip_batches),
             "snapshot": self.snapshot, "since_snapshot": self.since_snapshot,
             "snapshot_due": self.snapshot_due, "trivial": self.trivial, "initial": self.initial,
-            "majority": self.majority, "safe": self.safe, "best_val": self.best_val, "learned": self.learned,
-            "probation": self.probation, "prev_train": self.prev_train, "rescue_epoch": self.rescue_epoch,
+            "majority": self.majority, "safe": self.safe, "start": self.start, "best_val": self.best_val, "learned": self.learned,
+            "probation": self.probation, "prev_train": self.prev_train, "suspect": self.suspect, "rescue_epoch": self.rescue_epoch,
         }
 
     def load_state_dict(self, d: dict) -> None:
@@ -384,8 +412,9 @@ class DivergenceMonitor:
         # checkpoints written before collapse detection existed lack these: the check stays off
         self.trivial, self.initial, self.majority = d.get("trivial"), d.get("initial"), d.get("majority")
         self.safe, self.best_val, self.learned = d.get("safe"), d.get("best_val"), d.get("learned", False)
+        self.start = d.get("start")
         self.probation, self.prev_train = d.get("probation", 0), d.get("prev_train")
-        self.rescue_epoch = d.get("rescue_epoch")
+        self.rescue_epoch, self.suspect = d.get("rescue_epoch"), d.get("suspect", False)
         if self.safe is None and self.snapshot is not None:
             self.safe = _copy_snapshot(self.snapshot)
 

@@ -31,6 +31,7 @@ from ..training._objective import is_objective_model
 from ._common import finite, report, since_rescue
 
 _RISE = 0.02          # validation loss this far (relative) above its minimum counts as risen
+_RISEN = 0.1         # ... and this far above it at the end: clearly risen, not noise
 _SKILL = 0.05         # closing less than this share of the gap to perfect is "no better than trivial"
 _NEAR_TRIVIAL = 0.9   # losses above this fraction of the trivial predictor's loss are "high"
 _MAX_ROWS = 10_000    # training rows scored at the end (a bound on the cost for large sets)
@@ -202,7 +203,7 @@ def overfitting_facts(val: list, train: list, patience: int) -> dict | None:
     since = len(val) - 1 - best
     if since < patience or not finite(train[best]):
         return None
-    risen = val[-1] > best_val + _RISE * abs(best_val)
+    risen = val[-1] > best_val + _RISEN * abs(best_val)
     if not (risen and _falling(train[best:])):
         return None
     return {"variant": "rising", "epochs": since, "began_epoch": best + 1, "best_val_loss": best_val, "val_loss": val[-1],

@@ -6,13 +6,15 @@ from ._convergence import ConvergenceMonitor
 from ._divergence import DivergenceMonitor
 from ._fit import FitMonitor
 from ._gradients import GradientMonitor
+from ._verdict import VerdictMonitor
 
 
 def default_monitors(recipe) -> list:
     """The enabled monitors of ``recipe.monitors``, in the order their hooks must run.
 
     The gradient monitor comes first: on the steps it samples, the divergence monitor reads its
-    total norm to catch a non-finite gradient before it is applied.
+    total norm to catch a non-finite gradient before it is applied. The verdict comes last: at
+    the end of training it weighs what the others found.
     """
     from ..recipe import MONITORS, _check_section
 
@@ -27,6 +29,8 @@ def default_monitors(recipe) -> list:
         monitors.append(FitMonitor(**_keys(cfg["fit"]), lang=lang))
     if cfg["convergence"]["enabled"]:
         monitors.append(ConvergenceMonitor(**_keys(cfg["convergence"]), lang=lang))
+    if monitors:
+        monitors.append(VerdictMonitor(lang=lang))
     return monitors
 
 

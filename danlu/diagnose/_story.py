@@ -12,7 +12,8 @@ from pathlib import Path
 
 from .._jsonl import read_jsonl
 from ..errors import UserError
-from ._text import DIAGNOSES, GOOD_NEWS, advice, check_lang, facts_text, fmt, title
+from ._text import GOOD_NEWS, advice, check_lang, facts_text, fmt, title
+from ._verdict import decide
 
 _SHOWN_EVENTS = 30   # events listed one by one; the rest are counted
 _BAD_STEPS = ("nan_loss", "loss_spike")
@@ -50,6 +51,20 @@ _T = {
     "gave_up": ("Stopped the run after {n} rescues instead of looping, keeping the weights of step {to_step}.",
                 "救援 {n} 次后停止训练而不是无限重试，保留第 {to_step} 步的权重。"),
     "try": ("What to try next", "下一步可以试试"),
+    "verdict": ("Verdict", "结论"),
+    "sure": ({"certain": "certain", "likely": "likely", "possible": "possible"},
+             {"certain": "确定", "likely": "很可能", "possible": "可能"}),
+    "healthy": ("Healthy: no problem was seen, training has finished{skill}.",
+                "正常：没有发现问题，训练已经完成{skill}。"),
+    "skill": (", and the model closes {skill} of the way from a constant guess to perfect",
+              "，模型从常数猜测到完美走完了 {skill}"),
+    "inconclusive": ("No problem was seen, but the model closes only {skill} of the way from a constant guess to "
+                     "perfect: it is not clearly better than its baseline.",
+                     "没有发现问题，但模型从常数猜测到完美只走完了 {skill}：并不明显好于基线。"),
+    "explains": ("This also explains: {kinds}.", "这也解释了：{kinds}。"),
+    "besides": ("Besides: {kinds}.", "另外还有：{kinds}。"),
+    "news": ("Along the way: {kinds}.", "过程中：{kinds}。"),
+    "line": ("verdict: {title} ({sure}){facts}", "结论：{title}（{sure}）{facts}"),
     "try_nothing": ("Nothing needs fixing.", "没有需要修正的地方。"),
     "key": ("{key}: {current} -> try {proposal}  ({why})", "{key}：{current} -> 试试 {proposal}（{why}）"),
     "also": ("also: {text}", "另外：{text}"),
@@ -195,7 +210,21 @@ def _more_rescues(cur, ctx):
     return (cur + 2, "more attempts", "更多次尝试") if isinstance(cur, int) else None
 
 
+# The direction each cure pushes in; the verdict rules out directions that contradict a finding
+# or the run's history (see _verdict).
+_DIRECTION = {
+    _lower_lr: "lr_down", _bit_lower_lr: "lr_down", _rescued_lr: "lr_down", _higher_lr: "lr_up",
+    _bit_higher_lr: "lr_up", _wider: "capacity_up", _to_mlp: "capacity_up", _shallower: "capacity_down",
+    _weight_decay: "regularise", _dropout: "regularise", _noise: "regularise", _early_stop: "regularise",
+    _more_epochs: "epochs_up", _more_patience: "epochs_up", _fewer_epochs: "epochs_down",
+}
+
 _REMEDIES = {
+    "collapse": [("optimizer.lr", _lower_lr), ("train.grad_clip", _clip), ("data.scale", _scale)],
+    "unscaled_features": [("data.scale", _scale), ("optimizer.lr", _lower_lr)],
+    "still_improving": [("train.epochs", _more_epochs), ("schedule.kind", _cosine)],
+    "stopped_too_early": [("train.early_stopping.patience", _more_patience), ("train.epochs", _more_epochs)],
+    "no_signal": [],
     "divergence": [("optimizer.lr", _lower_lr), ("train.grad_clip", _clip), ("data.scale", _scale)],
     "nan_loss": [("optimizer.lr", _lower_lr), ("train.grad_clip", _clip), ("data.scale", _scale)],
     "loss_spike": [("optimizer.lr", _lower_lr), ("train.grad_clip", _clip), ("train.batch_size", _bigger_batch)],
@@ -221,6 +250,9 @@ _ALSO = {
     "vanishing_gradient": ("residual (skip) connections, in a model of your own (danlu.register_model)",
                            "残差（跳跃）连接：用 danlu.register_model 注册自己的模型"),
     "underfitting": ("features that carry more of the signal", "包含更多有效信息的特征"),
+    "no_signal": ("check that the labels belong to their rows and that the features can predict them; more "
+                  "capacity or epochs will only memorise noise",
+                  "检查标签是否对应各自的行、特征能否预测标签；更大的模型或更多轮数只会记住噪声"),
 }
 
 
@@ -281,11 +313,89 @@ def story(run_dir, lang: str | None = None) -> str:
         summary = json.loads(summary_path.read_text(encoding="utf-8")) if summary_path.is_file() else None
     except ValueError:
         summary = None
-    ctx = {"events": events, "recipe": recipe, "lang": lang, "lr_scale": _lr_scale(events),
-           "diverged": any(e.get("kind") in _DIVERGENCE[:3] for e in events)}  # blew up, not one bad batch
-    parts = [_overview(run, recipe, metrics, summary, lang), _happened(events, lang),
-             _did(events, lang), _next(events, recipe, ctx, lang)]
+    verdict = _recorded_verdict(events)
+    parts = [_overview(run, recipe, metrics, summary, lang), _happened(events, lang), _did(events, lang),
+             _verdict_text(verdict, events, lang), _next(verdict, events, recipe, lang)]
     return "\n\n".join(p for p in parts if p)
+
+
+def _recorded_verdict(events: list) -> dict:
+    """The verdict recorded at the end of training (the one shown live), else decided now."""
+    recorded = [e for e in events if e.get("kind") == "verdict" and e.get("cause")]
+    if not recorded:
+        return decide(events)
+    last = recorded[-1]
+    evidence = next((e for e in events if e.get("kind") == last["cause"]), {})
+    return {"cause": last["cause"], "sure": last.get("sure", "likely"), "evidence": evidence,
+            "explains": last.get("explains") or [], "also": last.get("also") or [],
+            "forbid": last.get("forbid") or [], "skill": last.get("skill"), "news": last.get("news") or []}
+
+
+def _context(verdict: dict, events: list, recipe: dict, lang: str) -> dict:
+    return {"events": events, "recipe": recipe, "lang": lang, "lr_scale": _lr_scale(events),
+            "diverged": any(e.get("kind") in _DIVERGENCE[:3] + ("collapse",) for e in events),
+            "forbid": set(verdict.get("forbid") or ())}
+
+
+def _sure_word(sure: str, lang: str) -> str:
+    return _T["sure"][0 if lang != "zh" else 1].get(sure, sure)
+
+
+def _titles(kinds, lang: str) -> str:
+    return ("、" if lang == "zh" else ", ").join(title(k, lang) for k in kinds)
+
+
+def _verdict_text(verdict: dict, events: list, lang: str) -> str:
+    lines = [_t("verdict", lang)]
+    cause, share = verdict["cause"], verdict.get("skill")
+    if cause == "healthy":
+        told = _t("skill", lang, skill=_pct(share)) if isinstance(share, (int, float)) else ""
+        lines.append("  " + _t("healthy", lang, skill=told))
+    elif cause == "inconclusive":
+        lines.append("  " + _t("inconclusive", lang, skill=_pct(share)))
+    else:
+        sep = "：" if lang == "zh" else ": "
+        facts = facts_text(cause, lang, verdict.get("evidence") or {})
+        sure = _sure_word(verdict["sure"], lang)
+        lines.append(f"  {title(cause, lang)}" + (f"（{sure}）" if lang == "zh" else f" ({sure})") +
+                     (sep + facts if facts else ""))
+    if verdict.get("explains"):
+        lines.append("  " + _t("explains", lang, kinds=_titles(verdict["explains"], lang)))
+    if verdict.get("also"):
+        lines.append("  " + _t("besides", lang, kinds=_titles(verdict["also"], lang)))
+    if verdict.get("news"):
+        lines.append("  " + _t("news", lang, kinds=_titles(verdict["news"], lang)))
+    return "\n".join(lines)
+
+
+def _pct(x) -> str:
+    return f"{100 * x:.0f}%" if isinstance(x, (int, float)) else "?"
+
+
+def verdict_line(verdict: dict, recipe: dict, events: list, lang: str) -> str:
+    """The verdict in one line, for the live display: what, how sure, on what evidence, and the
+    first cure."""
+    cause = verdict["cause"]
+    if cause in ("healthy", "inconclusive"):
+        text = _verdict_text({**verdict, "explains": [], "also": [], "news": []}, events, lang).splitlines()[1]
+        return text.strip()
+    facts = facts_text(cause, lang, verdict.get("evidence") or {})
+    sep = "：" if lang == "zh" else ": "
+    line = _t("line", lang, title=title(cause, lang), sure=_sure_word(verdict["sure"], lang),
+              facts=sep + facts if facts else "")
+    cures = _remedy_lines(_remedy_kind(verdict, events), recipe, _context(verdict, events, recipe, lang), lang)
+    if cures:
+        line += ("；" if lang == "zh" else "; ") + cures[0]
+    return line
+
+
+def _remedy_kind(verdict: dict, events: list) -> str:
+    """Whose cures to offer for the verdict: after a blow-up, what the rescues did decides."""
+    cause = verdict["cause"]
+    if cause in _DIVERGENCE + ("collapse",):
+        seen = {e.get("kind") for e in events}
+        return next(k for k in ("rescue_exhausted", "rescue", "collapse", "divergence", cause) if k in seen or k == cause)
+    return cause
 
 
 def _overview(run: Path, recipe: dict, metrics: list, summary: dict | None, lang: str) -> str:
@@ -344,6 +454,7 @@ def _when(event: dict, lang: str) -> str:
 
 def _happened(events: list, lang: str) -> str:
     head = _t("happened", lang)
+    events = [e for e in events if e.get("kind") != "verdict"]   # told in its own section
     problems = [e for e in events if e.get("kind") not in GOOD_NEWS]
     lines = [head] if problems else [head, "  " + _t("clean", lang)]
     sep = "：" if lang == "zh" else ": "
@@ -372,20 +483,21 @@ def _did(events: list, lang: str) -> str:
     return "\n".join(lines)
 
 
-def _next(events: list, recipe: dict, ctx: dict, lang: str) -> str:
-    seen = {e.get("kind") for e in events}
-    kinds = [k for k in DIAGNOSES if k in seen and k not in _DIVERGENCE]
-    blow_up = next((k for k in _DIVERGENCE if k in seen), None)
-    if blow_up:
-        kinds.insert(0, blow_up)
+def _next(verdict: dict, events: list, recipe: dict, lang: str) -> str:
+    """The cures of the verdict's cause, then of the findings that stand beside it; none that
+    the verdict rules out."""
+    ctx = _context(verdict, events, recipe, lang)
+    cause = verdict["cause"]
+    kinds = [] if cause == "healthy" else ["underfitting" if cause == "inconclusive" else cause]
+    kinds += [k for k in verdict.get("also") or () if k not in kinds]
     lines = [_t("try", lang)]
     for kind in kinds:
-        remedies = _remedy_lines(kind, recipe, ctx, lang)
+        remedies = _remedy_lines(_remedy_kind({"cause": kind}, events) if kind == cause else kind, recipe, ctx, lang)
         if kind in GOOD_NEWS and not remedies:
             continue
         lines.append(f"  - {title(kind, lang)}{'：' if lang == 'zh' else ': '}{advice(kind, lang)}")
         lines.extend(f"      {r}" for r in remedies)
-        if kind in _ALSO:
+        if kind in _ALSO and (kind != "underfitting" or "capacity_up" not in ctx["forbid"]):
             lines.append("      " + _t("also", lang, text=_ALSO[kind][0 if lang != "zh" else 1]))
     if len(lines) == 1:
         lines.append("  " + _t("try_nothing", lang))
@@ -403,8 +515,17 @@ def _lr_scale(events: list) -> float:
 
 
 def _remedy_lines(kind: str, recipe: dict, ctx: dict, lang: str) -> list[str]:
-    lines = []
+    return [_t("key", lang, key=c["key"], current=_shown_value(c["current"]), proposal=_shown_value(c["proposal"]),
+               why=c["why"]) for c in _cures(kind, recipe, ctx, lang)]
+
+
+def _cures(kind: str, recipe: dict, ctx: dict, lang: str) -> list[dict]:
+    """The cures of one diagnosis: recipe key, its value, the value to try, why, and the
+    direction it pushes in; none in a direction the verdict rules out."""
+    cures = []
     for path, proposer in _REMEDIES.get(kind, ()):
+        if _DIRECTION.get(proposer) in ctx.get("forbid", ()):
+            continue   # it would contradict another finding or what the run went through
         found, current = _get(recipe, path)
         if not found:
             continue  # e.g. model.activation for a linear model
@@ -412,6 +533,23 @@ def _remedy_lines(kind: str, recipe: dict, ctx: dict, lang: str) -> list[str]:
         if offer is None:
             continue
         proposal, why_en, why_zh = offer
-        lines.append(_t("key", lang, key=path, current=_shown_value(current), proposal=_shown_value(proposal),
-                        why=why_zh if lang == "zh" else why_en))
-    return lines
+        cures.append({"kind": kind, "key": path, "current": current, "proposal": proposal,
+                      "why": why_zh if lang == "zh" else why_en, "direction": _DIRECTION.get(proposer)})
+    return cures
+
+
+def proposals(run_dir) -> tuple[dict, list[dict]]:
+    """The verdict ``danlu diagnose`` tells for a run and every cure it proposes (structured:
+    key, current, proposal, direction), for tests and benchmarks to check."""
+    run = Path(run_dir)
+    events = read_jsonl(run / "events.jsonl")
+    recipe = _read_recipe(run / "recipe.yaml")
+    verdict = _recorded_verdict(events)
+    ctx = _context(verdict, events, recipe, "en")
+    cause = verdict["cause"]
+    kinds = [] if cause == "healthy" else ["underfitting" if cause == "inconclusive" else cause]
+    kinds += [k for k in verdict.get("also") or () if k not in kinds]
+    cures = []
+    for kind in kinds:
+        cures += _cures(_remedy_kind({"cause": kind}, events) if kind == cause else kind, recipe, ctx, "en")
+    return verdict, cures

@@ -153,6 +153,9 @@ _FACTS = {
         "unstable": ("after a rescue the training loss rose again by {rise} in epoch {epoch} ({previous} -> "
                      "{train_loss}): the lowered rate is still too high",
                      "救援之后第 {epoch} 轮训练损失又上升了 {rise}（{previous} -> {train_loss}）：降低后的学习率仍然太高"),
+        "unstable_val": ("after a rescue the validation loss jumped {rise} above its best in epoch {epoch} "
+                         "({previous} -> {val_loss}): the lowered rate is still too high",
+                         "救援之后第 {epoch} 轮验证损失比最佳值高出 {rise}（{previous} -> {val_loss}）：降低后的学习率仍然太高"),
     },
     "unscaled_features": (
         "with data.scale: none the feature standard deviations range from {min_std} to {max_std}, {ratio}x the "

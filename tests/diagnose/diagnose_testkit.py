@@ -33,8 +33,10 @@ def run(tmp_path: Path, name: str = "run", **spec):
 
 
 def events(run_dir: Path, kind: str | None = None) -> list[dict]:
+    """The events of ``kind``; without one, the monitors' findings (the closing ``verdict``, which
+    weighs them, only when asked for by name)."""
     rows = [json.loads(line) for line in (Path(run_dir) / "events.jsonl").read_text().splitlines()]
-    return [r for r in rows if kind is None or r["kind"] == kind]
+    return [r for r in rows if r["kind"] == kind or (kind is None and r["kind"] != "verdict")]
 
 
 def metrics(run_dir: Path) -> list[dict]:

@@ -100,9 +100,10 @@ def test_diagnose_command(rescued, run_cli, tmp_path):
 
 def test_monitor_keys_are_checked_and_switch_monitors_off():
     assert [type(m).__name__ for m in default_monitors(recipe())] == \
-        ["GradientMonitor", "DivergenceMonitor", "FitMonitor", "ConvergenceMonitor"]
+        ["GradientMonitor", "DivergenceMonitor", "FitMonitor", "ConvergenceMonitor", "VerdictMonitor"]
     off = recipe(monitors={"divergence": {"enabled": False}, "fit": {"enabled": False}})
-    assert [type(m).__name__ for m in default_monitors(off)] == ["GradientMonitor", "ConvergenceMonitor"]
+    assert [type(m).__name__ for m in default_monitors(off)] == ["GradientMonitor", "ConvergenceMonitor",
+                                                                 "VerdictMonitor"]
     with pytest.raises(RecipeError, match="monitors.divergence.lr_factor must be > 0"):
         recipe(monitors={"divergence": {"lr_factor": 0}})
     with pytest.raises(RecipeError, match="unknown key monitors.gradients.evry"):
