@@ -505,6 +505,8 @@ def _resume_locked(run_dir: Path, recipe: Recipe, checkpoint: str | None, dist, 
         chosen = root / checkpoint if (root / checkpoint).is_dir() else Path(checkpoint)
         if not chosen.is_dir():
             names = ", ".join(p.name for p in ck.list_checkpoints(root)) or "none"
+            if chosen.is_file():
+                raise CheckpointError(f"{checkpoint}: is a file, expected a checkpoint folder; those in {root}: {names}")
             raise CheckpointError(f"{checkpoint}: no such checkpoint in {root}; available: {names}")
     else:
         found = ck.list_checkpoints(root)
@@ -725,6 +727,7 @@ def predict(run_dir: str | Path, input_path: str | Path, output: str | Path | No
             overwrite: bool = False, quantized: str | Path | None = None) -> list[dict]:
     """Predictions (with class probabilities for classifiers) for new rows; CSV written to ``output``
     (an existing file is kept unless ``overwrite``)."""
+    from .data._table import check_outputs
     from .training._factory import scores_to_proba
 
     if output is not None and str(output) != "-":   # a kept file, a folder or an unwritable place: said at once
@@ -739,6 +742,7 @@ def predict(run_dir: str | Path, input_path: str | Path, output: str | Path | No
             write_csv(rows, Path(output))
         return rows
     scores = scores_to_proba(model_outputs(model, X), meta["loss_kind"], pipeline.info).cpu().numpy()
+    check_outputs(scores, str(input_path), given.ids, given.id_name)
     info = pipeline.info
     rows = []
     for i in range(len(scores)):

@@ -33,8 +33,8 @@ def run(args) -> int:
         raise UserError(f"--port must be between 1 and 65535, got {args.port}")
     if args.max_batch < 1:
         raise UserError(f"--max-batch must be at least 1, got {args.max_batch}")
-    if args.max_body_mb <= 0:
-        raise UserError(f"--max-body-mb must be > 0, got {args.max_body_mb}")
+    if not 0 < args.max_body_mb < 1024 * 1024:   # also refuses nan and inf
+        raise UserError(f"--max-body-mb must be a number of MB > 0 (and below a terabyte), got {args.max_body_mb}")
     try:
         from ..serve import serve
         serve_fn = serve

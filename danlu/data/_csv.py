@@ -57,6 +57,8 @@ def _header(names: list[str], path: Path) -> list[str]:
 def read_csv(path: str | Path) -> CsvText:
     """Read a CSV file with a header line; blank lines are skipped."""
     path = Path(path)
+    if path.is_dir():
+        raise DataError(f"{path}: is a directory, expected a CSV file")
     if not path.is_file():
         raise DataError(f"{path}: file not found; check data.path")
     text = _decode(path)

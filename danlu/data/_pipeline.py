@@ -97,6 +97,9 @@ class Pipeline:
         if not path.exists():
             raise DataError(f"{path}: input not found; give a .csv, .npy or .npz file, or an image file or folder")
         suffix = path.suffix.lower()
+        if path.is_dir() and self.reader["format"] != "images":
+            raise DataError(f"{path}: is a directory, expected a file; give a .csv, .npy or .npz file "
+                            f"(folders of images are for image models)")
         if path.is_dir() or suffix in IMAGE_SUFFIXES:
             table, rows = self._read_images(path)
         elif suffix == ".csv":
@@ -105,7 +108,7 @@ class Pipeline:
             table, rows = self._read_arrays(path)
         else:
             raise DataError(f"{path}: cannot read '{suffix}' files; give a .csv, .npy or .npz file, or images")
-        check_finite(table)
+        check_finite(table, fix="replace them with finite numbers the size of the training data's")
         self._check_missing(table)
         return self.transform(table), rows
 

@@ -139,6 +139,8 @@ def load_csv(path: Path, cfg) -> Loaded:
 
 def read_arrays(path: Path) -> dict[str, np.ndarray]:
     """Arrays of a .npy (key '') or .npz file, never unpickling anything."""
+    if path.is_dir():
+        raise DataError(f"{path}: is a directory, expected a .npy or .npz file")
     try:
         if path.suffix == ".npz":
             with np.load(path, allow_pickle=False) as z:

@@ -218,7 +218,9 @@ def _what(inf: np.ndarray, big: np.ndarray, values: np.ndarray) -> str:
     return " and ".join(parts)
 
 
-def check_finite(table: Table, label: str = "label") -> None:
+def check_finite(table: Table, label: str = "label",
+                 fix: str = "replace them with finite numbers (rescale the column if it is that large), or empty "
+                            "the cells and set data.impute") -> None:
     """Infinite values, and values too large for float32 (they would be infinite once in a tensor),
     are never usable; name the file, the column, the count and the first row."""
     if table.labels is not None and table.labels.dtype.kind == "f":
@@ -235,8 +237,7 @@ def check_finite(table: Table, label: str = "label") -> None:
     j = int(np.argmax(bad.any(axis=0)))
     first = table.row_lines()[int(np.argmax(bad[:, j]))]
     raise DataError(f"{table.where}: column '{table.names[j]}' has {_what(inf[:, j], big[:, j], table.values[:, j])} "
-                    f"(first on {table.line_word} {first}); replace them with finite numbers (rescale the column "
-                    f"if it is that large), or empty the cells and set data.impute")
+                    f"(first on {table.line_word} {first}); {fix}")
 
 
 def check_scaled(table: Table, X) -> None:
@@ -254,6 +255,18 @@ def check_scaled(table: Table, X) -> None:
     raise DataError(f"{table.where}: column '{column}' on {table.line_word} {table.row_lines()[i]}: the value"
                     f"{shown} is not finite once scaled by the training rows' statistics (too far from their "
                     f"range for float32); fix or rescale that value")
+
+
+def check_outputs(scores, where: str, ids: list, id_name: str = "row") -> None:
+    """The last input check: finite inputs far outside the training range can still overflow the
+    model's float32 arithmetic; refuse them by row rather than answer NaN or infinite scores."""
+    flat = np.asarray(scores, dtype=np.float64).reshape(len(scores), -1)
+    bad = ~np.isfinite(flat).all(axis=1)
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise DataError(f"{where}: {id_name} {ids[i]}: the model's output is not finite for this input "
+                        f"({int(bad.sum())} such row(s)); its values are far outside the range the model was "
+                        f"trained on — fix or rescale them")
 
 
 def missing_summary(table: Table, mask: np.ndarray, limit: int = 6) -> str:

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..data._table import check_outputs
 from ._rows import rows_to_features
 
 CHUNK = 1024   # rows per forward pass, as danlu.predict batches them
@@ -48,7 +49,9 @@ class Predictor:
         # the model stays in eval mode for good: no train()/eval() toggling per request
         X = X.to(self.device)
         out = torch.cat([self.model(X[i:i + CHUNK]) for i in range(0, len(X), CHUNK)])
-        return scores_to_proba(out, self.meta["loss_kind"], self.pipeline.info).float().cpu().numpy()
+        scores = scores_to_proba(out, self.meta["loss_kind"], self.pipeline.info).float().cpu().numpy()
+        check_outputs(scores, "request", list(range(len(scores))))
+        return scores
 
     def _answers(self, scores: np.ndarray) -> list[dict]:
         info = self.pipeline.info
