@@ -76,15 +76,15 @@ def _tune(out, sampler, trials):
 
 def test_tune_warns_when_a_study_is_continued_with_another_sampler(tmp_path, capsys):
     out = tmp_path / "study"
-    assert len(_tune(out, "tpe", 2).trials) == 2
+    assert len(_tune(out, "tpe", 1).trials) == 1
     assert "warning" not in capsys.readouterr().err
-    again = _tune(out, "random", 2)                  # --trials counts the study's trials: nothing to add
+    again = _tune(out, "random", 1)                  # --trials counts the study's trials: nothing to add
     err = capsys.readouterr().err
-    assert len(again.trials) == 2
+    assert len(again.trials) == 1
     assert "was made with --sampler tpe, not random" in err and "no new trial will run" in err
-    assert "pass --trials 4 to add 2 random trials" in err
-    more = _tune(out, "random", 4)                   # as the warning says: two more, by the new sampler
+    assert "pass --trials 2 to add 1 random trials" in err
+    more = _tune(out, "random", 2)                   # as the warning says: one more, by the new sampler
     err = capsys.readouterr().err
-    assert len(more.trials) == 4 and "it will run 2 random trial(s)" in err
-    _tune(out, "random", 4)                          # random is one of the study's samplers now
+    assert len(more.trials) == 2 and "it will run 1 random trial(s)" in err
+    _tune(out, "random", 2)                          # random is one of the study's samplers now
     assert "warning" not in capsys.readouterr().err
