@@ -61,10 +61,13 @@ class TensorBoardLogger:
     def on_fit_start(self, state: State) -> None:
         from torch.utils.tensorboard import SummaryWriter
 
-        # After a resume, whatever an earlier process wrote past the checkpoint's step is hidden by
-        # TensorBoard's purge, so the curves read as if the run had never stopped.
-        self.writer = SummaryWriter(log_dir=str(self.log_dir), purge_step=state.step if state.history else None)
-        self._grad_step = state.step if state.history else -1
+        # After a resume, whatever an earlier process wrote past the checkpoint is hidden by
+        # TensorBoard's purge, so the curves read as if the run had never stopped. The checkpoint's
+        # own epoch row (at its step) was written before it; a gradient sample labelled with that
+        # step is taken after it, and was either written then or is skipped now.
+        resumed = bool(state.history)
+        self.writer = SummaryWriter(log_dir=str(self.log_dir), purge_step=state.step + 1 if resumed else None)
+        self._grad_step = state.step if resumed else -1
         if not state.history:
             self.writer.add_text("recipe", "```yaml\n" + state.recipe.to_yaml() + "```", 0)
         state.extra.setdefault("event_sinks", []).append(self._event)

@@ -81,3 +81,24 @@ def test_an_unknown_logger_is_refused_with_one_line():
     with pytest.raises(RecipeError, match=r"output.loggers\[1\] must be one of tensorboard, mlflow; "
                                           r"got 'mlfow' \(did you mean 'mlflow'\?\)"):
         danlu.Recipe.from_dict({"data": {"name": "iris"}, "output": {"loggers": ["tensorboard", "mlfow"]}})
+
+
+def test_a_resumed_run_continues_the_same_tensorboard_curves_and_mlflow_run(logged_run):
+    """Runs last in this file: it resumes the shared run from its older checkpoint (epoch 2 again)."""
+    from mlflow.tracking import MlflowClient
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    older = sorted(p.name for p in (logged_run / "checkpoints").iterdir())[0]
+    danlu.resume(logged_run, checkpoint=older, progress="none")
+    rows = _jsonl(logged_run / "metrics.jsonl")
+    acc = EventAccumulator(str(logged_run / "tensorboard"), size_guidance={"scalars": 0})
+    acc.Reload()
+    # TensorBoard drops what the first process wrote past the checkpoint: one point per epoch
+    assert [(e.step, pytest.approx(e.value, rel=1e-6)) for e in acc.Scalars("val_loss")] == \
+        [(r["step"], r["val_loss"]) for r in rows]
+    client = MlflowClient(tracking_uri=f"sqlite:///{logged_run / 'mlflow' / 'mlflow.db'}")
+    (run,) = client.search_runs([client.get_experiment_by_name("danlu").experiment_id])
+    assert run.info.status == "FINISHED"
+    history = client.get_metric_history(run.info.run_id, "val_loss")
+    # MLflow keeps every logged point: the epochs after the checkpoint appear twice, with equal values
+    assert sorted({(m.step, m.value) for m in history}) == [(r["step"], r["val_loss"]) for r in rows]
