@@ -68,7 +68,23 @@ def missing_extra(recipe) -> str | None:
 
 
 def check_extras(recipe) -> None:
-    """Raise a one-line :class:`UserError` when the recipe needs an extra that is not installed."""
-    message = missing_extra(recipe)
+    """Raise a one-line :class:`UserError` when the recipe needs an extra that is not installed
+    (or asks for a logger where it does not apply)."""
+    message = missing_extra(recipe) or _loggers_misplaced(recipe)
     if message is not None:
         raise UserError(f"{getattr(recipe, 'source', 'recipe')}: {message}")
+
+
+def _loggers_misplaced(recipe) -> str | None:
+    """The loggers are callbacks of the training loop; runs that do not use the loop refuse them
+    rather than ignore them."""
+    if not recipe["output"].get("loggers"):
+        return None
+    if recipe["env"]["name"]:
+        what = f"an agent's run (env.name: {recipe['env']['name']}) writes metrics.jsonl itself"
+    elif _classical(recipe):
+        what = f"a classical model (model.kind: {recipe['model']['kind']}) is fitted once, without the loop"
+    else:
+        return None
+    return (f"output.loggers applies to runs trained by danlu's loop, and {what}; remove output.loggers "
+            f"(the run's figures are in metrics.jsonl and summary.json)")

@@ -125,7 +125,7 @@ def _labels(y, info) -> np.ndarray:
 def figures(info, y: np.ndarray, scores: np.ndarray) -> dict:
     from ..evaluation import compute_metrics
 
-    return compute_metrics(info.task, y, scores, n_classes=info.n_classes)
+    return compute_metrics(info.task, y, scores, n_classes=info.n_classes, positive=getattr(info, "positive", 1))
 
 
 def combine(method: str, outputs: list[dict], y_val, info, *, temperature: float = 1.0, stack_c: float = 10.0,

@@ -257,7 +257,8 @@ def evaluate_with_baseline(run_dir, split: str = "test", *, seed: int | None = N
     """
     got = run_split_scores(run_dir, split)
     seed = got.recipe.seed if seed is None else seed
-    extra = compare_to_baseline(got.info.task, got.y_train, got.y, got.scores, got.info.n_classes, seed, n_boot)
+    extra = compare_to_baseline(got.info.task, got.y_train, got.y, got.scores, got.info.n_classes, seed, n_boot,
+                                positive=getattr(got.info, "positive", 1))
     return {"split": split, "model": got.figures, **extra}
 
 

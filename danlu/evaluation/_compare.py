@@ -143,7 +143,8 @@ def compare_runs(run_dirs, split: str = "test", metric: str | None = None, *, re
         rows += sklearn_references(first, seed)
     for name, scores in base.items():
         rows.append({"name": f"baseline: {name}", "kind": "baseline", "what": name,
-                     "metrics": compute_metrics(task, first.y, scores, n_classes=n_classes)})
+                     "metrics": compute_metrics(task, first.y, scores, n_classes=n_classes,
+                                                positive=getattr(first.info, "positive", 1))})
     rows = _sorted(rows, metric)
     quoted = _quoted_row(first.recipe, metric)
     if quoted is not None:
@@ -217,7 +218,8 @@ def sklearn_references(got, seed: int) -> list[dict]:
         else:
             scores = model.predict(X_eval)
         rows.append({"name": f"sklearn reference: {name}", "kind": "sklearn reference", "what": name,
-                     "metrics": compute_metrics(task, got.y, scores, n_classes=n_classes)})
+                     "metrics": compute_metrics(task, got.y, scores, n_classes=n_classes,
+                                                positive=getattr(got.info, "positive", 1))})
     return rows
 
 

@@ -94,3 +94,14 @@ def test_a_missing_extra_stops_the_run_before_anything_is_written(recipe, module
     assert len(err.strip().splitlines()) == 1, err
     assert f"pip install 'danlu[{extra}]'" in err and module in err
     assert not runs.exists() or not any(runs.iterdir())
+
+
+@pytest.mark.parametrize("recipe", ["digits_kmeans.yaml", "cartpole_ppo.yaml"])
+def test_loggers_are_refused_where_the_loop_does_not_run(recipe, tmp_path, capsys):
+    runs = tmp_path / "runs"
+    code = cli.main(["train", str(ROOT / "recipes" / recipe), "--set", "output.loggers=[tensorboard]",
+                     "--set", f"output.runs_dir={runs}"])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert "output.loggers applies to runs trained by danlu's loop" in err
+    assert not runs.exists() or not any(runs.iterdir())
