@@ -24,6 +24,7 @@ import json
 import os
 import shutil
 import socket
+import stat
 import time
 import uuid
 from contextlib import contextmanager
@@ -162,12 +163,19 @@ def lock_run(path) -> RunLock:
         return RunLock(path, None)
     lock_path = path / LOCK_FILE
     while True:
-        try:
-            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:   # never through a link: the lock file is written, and must stay inside the run
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
         except OSError as err:
             if err.errno in ENVIRONMENT_ERRNOS:
                 raise environment_error(err, path, "lock it") from None
+            if err.errno in (errno.ELOOP, errno.EISDIR, errno.ENXIO, errno.EOPNOTSUPP):
+                raise UserError(f"{lock_path}: is not danlu's lock file (a link, folder or device has its "
+                                f"name); remove it and run the command again") from None
             raise
+        if not stat.S_ISREG(os.fstat(fd).st_mode):   # a FIFO or device with the lock's name
+            os.close(fd)
+            raise UserError(f"{lock_path}: is not danlu's lock file (not a regular file); remove it and run "
+                            f"the command again")
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -199,7 +207,7 @@ def _is_locked(path: Path) -> str | None:
     if fcntl is None or not (path / LOCK_FILE).is_file():   # pragma: no cover - Windows
         return None
     try:
-        fd = os.open(path / LOCK_FILE, os.O_RDONLY)
+        fd = os.open(path / LOCK_FILE, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except OSError:
         return None
     try:
@@ -295,8 +303,8 @@ def plan_dir(path=None, *, default=None, overwrite: bool = False, flag: str = "-
     path = Path(path)
     if str(path) == "" or "\x00" in str(path):
         raise UserError(f"{flag} {str(path)!r} is not a usable path; give a folder, e.g. {flag} runs/NAME")
-    if path.is_symlink():
-        raise UserError(f"{path}: is a symbolic link; give the folder itself as {flag}")
+    if path.is_symlink() and not path.is_dir():
+        raise UserError(f"{path}: is a symbolic link to no folder; give a folder as {flag}")
     if os.path.lexists(path) and not path.is_dir():
         raise UserError(f"{path}: is a file, not a folder; choose another {flag}")
     _check_parents(path, flag)
@@ -310,6 +318,9 @@ def plan_dir(path=None, *, default=None, overwrite: bool = False, flag: str = "-
         hint = f"continue it with `danlu resume {path}`, " if kind == "run" and (path / "recipe.yaml").is_file() else ""
         raise UserError(f"{path}: already exists and is not empty; choose another {flag}, {hint}or pass "
                         f"--overwrite to replace a folder danlu created")
+    if path.is_symlink():
+        raise UserError(f"{path}: is a symbolic link; --overwrite replaces only a folder danlu created there, "
+                        f"so give that folder itself as {flag}")
     why = _protected(path)
     if why is not None:
         raise UserError(f"{path}: is {why}; --overwrite never replaces it — choose a new folder, "
@@ -355,6 +366,7 @@ class Claim:
             self._open()
         except BaseException as err:
             self._roll_back()
+            self.release()
             if isinstance(err, OSError) and err.errno in ENVIRONMENT_ERRNOS:
                 raise environment_error(err, self.path, "create it") from None
             raise

@@ -134,6 +134,17 @@ def test_a_run_being_written_is_not_replaced(project, tmp_path, capsys):
     assert snapshot(run) == before
 
 
+def test_overwrite_through_a_symbolic_link_is_refused(project, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", str(project / "recipe.yaml"), "--run-dir", str(run)]) == 0
+    before = snapshot(run)
+    (tmp_path / "link").symlink_to(run)
+    capsys.readouterr()
+    assert main(["train", str(project / "recipe.yaml"), "--run-dir", str(tmp_path / "link"), "--overwrite"]) == 2
+    assert "symbolic link" in one_line_error(capsys)
+    assert snapshot(run) == before and (tmp_path / "link").is_symlink()
+
+
 def test_overwrite_keeps_a_data_file_the_run_reads(tmp_path, capsys):
     run = tmp_path / "run"
     recipe = tmp_path / "r.yaml"
