@@ -60,6 +60,10 @@ class Progress:
     # -- output ------------------------------------------------------------------------------------
 
     def _write(self, text: str) -> None:
+        if self.mode == "bar" and text.startswith("\r") and "\n" not in text:
+            # a line a subclass redraws by hand (the RL display): cut to the window, never wrapped
+            body = text[1:].removesuffix("\x1b[K")
+            text = "\r" + body[:max(1, self._width() - 1)] + "\x1b[K"
         self.stream.write(text)
         self.stream.flush()
 
