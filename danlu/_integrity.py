@@ -150,7 +150,7 @@ def _no_manifest(root: Path) -> str:
             f"written by danlu, so its files cannot be trusted; train it again with this danlu")
 
 
-def _write_manifest(root: Path, doc: dict) -> None:
+def _write_manifest(root: Path, doc: dict, sync_dir: bool = True) -> None:
     path = Path(root) / MANIFEST
     tmp = path.with_name(f".{MANIFEST}.tmp")
     try:
@@ -162,10 +162,13 @@ def _write_manifest(root: Path, doc: dict) -> None:
     except OSError as err:
         _unlink(tmp)
         raise storage_error(path, err) from None
-    fsync_dir(path.parent)
+    if sync_dir:
+        fsync_dir(path.parent)
 
 
-def _update(path: Path, change) -> None:
+def _update(path: Path, change) -> Path | None:
+    """Change the manifest entry of ``path`` (if it lies in a checked folder); returns the folder,
+    whose directory entry the caller syncs once for all its renames."""
     root = find_root(path)
     if root is None or Path(path).name.endswith(UNCHECKED_SUFFIXES):
         return
@@ -175,22 +178,25 @@ def _update(path: Path, change) -> None:
             begin(root)
         doc = read_manifest(root)
         change(doc["files"], key)
-        _write_manifest(root, doc)
+        _write_manifest(root, doc, sync_dir=False)
+    return root
 
 
-def record_pending(path: Path, digest: str, size: int) -> None:
+def record_pending(path: Path, digest: str, size: int) -> Path | None:
     """Before ``path`` is replaced: accept the new content beside the old one."""
     def change(files, key):
         entry = files.get(key)
         files[key] = {**(entry or {"sha256": digest, "size": size}), "pending": {"sha256": digest, "size": size}}
-    _update(path, change)
+    return _update(path, change)
 
 
 def record(path: Path, digest: str | None = None, size: int | None = None) -> None:
     """``path`` now holds what danlu wrote: its checksum becomes the file's own."""
     if digest is None:
         digest, size = file_digest(path)
-    _update(path, lambda files, key: files.__setitem__(key, {"sha256": digest, "size": size}))
+    root = _update(path, lambda files, key: files.__setitem__(key, {"sha256": digest, "size": size}))
+    if root is not None:
+        fsync_dir(root)
 
 
 def file_digest(path: Path) -> tuple[str, int]:
@@ -251,13 +257,11 @@ def atomic_write(path: str | Path, write, kill_point=None) -> None:
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
         digest, size = file_digest(tmp)
-        record_pending(path, digest, size)
-        if kill_point:
-            kill_point("before_replace")
+        root = record_pending(path, digest, size)
+        _kill(kill_point, "before_replace", path)
         os.replace(tmp, path)
-        if kill_point:
-            kill_point("after_replace")
-        record(path, digest, size)
+        _kill(kill_point, "after_replace", path)
+        record(path, digest, size)   # syncs the manifest's folder
     except OSError as err:
         _unlink(tmp)
         if isinstance(err, StorageError):
@@ -266,7 +270,15 @@ def atomic_write(path: str | Path, write, kill_point=None) -> None:
     except BaseException:
         _unlink(tmp)
         raise
-    fsync_dir(path.parent)
+    if root is None or root != path.absolute().parent:
+        fsync_dir(path.parent)
+
+
+def _kill(kill_point, where: str, path: Path) -> None:
+    """Fault injection for the tests: ``where`` for any file, ``where/NAME`` for one file."""
+    if kill_point is not None:
+        kill_point(where)
+        kill_point(f"{where}/{path.name}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -328,7 +340,7 @@ def read_json(path: str | Path, expect: type = dict):
     except ValueError as err:
         raise CheckpointError(f"{path}: not valid JSON ({err}); the file is damaged — train the run again") from None
     if not isinstance(doc, expect):
-        want = "an object" if expect is dict else "a list"
+        want = "object" if expect is dict else "list"
         raise CheckpointError(f"{path}: expected a JSON {want}, got {type(doc).__name__}; the file is damaged "
                               f"— train the run again")
     return doc

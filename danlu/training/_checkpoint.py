@@ -218,7 +218,11 @@ def _write_folder(tmp: Path, step: int, model_state: dict, state: dict, run_id: 
 
 def _kill_point(where: str) -> None:
     """Fault injection for the resume tests: DANLU_KILL_AT=before_rename:3 kills the process
-    (SIGKILL, no clean-up) at the 3rd time that point is reached."""
+    (SIGKILL, no clean-up) at the 3rd time that point is reached.
+
+    Points: ``after_file`` and ``before_rename`` in a checkpoint write; ``before_replace`` and
+    ``after_replace`` in every atomic file write, also as ``before_replace/model.safetensors``
+    for one file (see ``danlu._integrity.atomic_write``)."""
     spec = os.environ.get("DANLU_KILL_AT")
     if not spec:
         return
