@@ -23,6 +23,7 @@ EPILOG = """examples:
   danlu generate runs/digits_diffusion --label 7 --grid --cfg 0,1.5,3 --seed 0,1,2   # a labelled CFG x seed grid
   danlu generate runs/digits_diffusion --prompt "a handwritten seven"  # needs pip install "danlu[text]"
   danlu generate runs/digits_diffusion --prompt "a handwritten seven" --clip-skip 1
+  danlu generate runs/digits_diffusion --concept runs/digits_diffusion/concepts/my-seven.safetensors
   danlu generate runs/digits_diffusion --cfg-scale 0                  # unconditional
   danlu generate runs/digits_vae -n 64
 """
@@ -38,6 +39,8 @@ def add_arguments(parser) -> None:
     condition.add_argument("--label", default=None, help="class to draw (a class name of the run, e.g. 3)")
     condition.add_argument("--prompt", default=None, metavar="TEXT",
                            help="describe the class in words, e.g. 'a handwritten seven' (needs danlu[text])")
+    condition.add_argument("--concept", default=None, metavar="FILE",
+                           help="a concept learned by `danlu textual-inversion` (.safetensors), drawn like a class")
     parser.add_argument("--cfg-scale", "--cfg", dest="cfg_scale", default=None, metavar="SCALE",
                         help="classifier-free guidance scale: 0 unconditional, 1 plain conditional, more "
                              "follows the condition harder (default: the recipe's model.guidance); with --grid "
@@ -175,7 +178,7 @@ def _refuse_conditions(args) -> None:
     """A VAE draws from one unconditional prior in one decode: the diffusion flags mean nothing."""
     from ..errors import UserError
 
-    given = [flag for flag, value in (("--label", args.label), ("--prompt", args.prompt),
+    given = [flag for flag, value in (("--label", args.label), ("--prompt", args.prompt), ("--concept", args.concept),
                                       ("--cfg-scale", args.cfg_scale), ("--steps", args.steps),
                                       ("--sampler", args.sampler), ("--eta", args.eta), ("--ensd", args.ensd),
                                       ("--grid", args.grid or None))
@@ -246,6 +249,10 @@ def _subject(args, kind: str) -> str:
         return re.sub(r"[^\w]+", "-", args.prompt.strip().lower()).strip("-")[:40] or "prompt"
     if args.label is not None:
         return re.sub(r"[^\w]+", "-", args.label).strip("-") or "label"
+    if args.concept is not None:
+        from pathlib import Path
+
+        return "concept-" + (re.sub(r"[^\w]+", "-", Path(args.concept).stem).strip("-") or "file")
     return "uncond"
 
 
@@ -285,12 +292,12 @@ def _scales(args, model) -> list[float]:
     """The CFG scales asked for (default: the recipe's guidance); without a condition only 0."""
     from ..errors import UserError
 
-    conditioned = args.label is not None or args.prompt is not None
+    conditioned = args.label is not None or args.prompt is not None or args.concept is not None
     given = args.cfg_scales
     if not conditioned:
         if given and any(s != 0 for s in given):
-            raise UserError(f"--cfg-scale {','.join(map(_text, given))} needs a condition: give --label or --prompt "
-                            f"(or --cfg-scale 0 for unconditional samples)")
+            raise UserError(f"--cfg-scale {','.join(map(_text, given))} needs a condition: give --label, --prompt "
+                            f"or --concept (or --cfg-scale 0 for unconditional samples)")
         return [0.0]
     return [float(model.guidance)] if given is None else given
 
@@ -352,6 +359,12 @@ def _condition(args, model, classes: list):
         weights_by_class = {str(c): round(w, 4) for c, w in zip(match.classes, match.weights)}
         return model.mixed_condition(weights), {"prompt": args.prompt, "prompt_weights": weights_by_class,
                                                 "clip_skip": skip}
+    if args.concept is not None:
+        from ..generative._inversion import load_concept
+
+        concept = load_concept(args.concept, model)
+        return concept.vector.to(device).expand(args.n, -1), {"concept": str(args.concept),
+                                                              "concept_name": concept.name}
     return None, {"label": None}
 
 
@@ -376,6 +389,8 @@ def _infotext(record: dict, shape: tuple) -> str:
         subject = f"prompt: {record['prompt']}"
     elif record.get("label") is not None:
         subject = f"label: {record['label']}"
+    elif record.get("concept") is not None:
+        subject = f"concept: {record['concept_name']}"
     else:
         subject = "unconditional"
     grid = record.get("grid")
@@ -395,6 +410,8 @@ def _command(args, record: dict) -> str:
     if record.get("kind") != "vae":
         if record.get("label") is not None:
             parts += ["--label", str(record["label"])]
+        if record.get("concept") is not None:
+            parts += ["--concept", record["concept"]]
         if record.get("prompt") is not None:
             parts += ["--prompt", record["prompt"]]
             if record.get("clip_skip"):
