@@ -98,7 +98,7 @@ class StopAfter:
             raise Stopped
 
 
-def test_two_resumes_of_one_run_at_once(tmp_path, cli):
+def test_two_resumes_of_one_run_at_once(tmp_path, capsys):
     """While one resume writes the run, a second is refused at once with the first one's pid and
     host; metrics.jsonl never gets an epoch twice."""
     import danlu
@@ -111,9 +111,10 @@ def test_two_resumes_of_one_run_at_once(tmp_path, cli):
     first = _start(["resume", run], tmp_path)
     try:
         _wait_for_writer(first, run, "resume")
-        res = cli("resume", run)
-        assert res.returncode == 2 and f"process {first.pid} on host {socket.gethostname()}" in res.stderr
-        assert len(res.stderr.strip().splitlines()) == 1
+        capsys.readouterr()
+        assert main(["resume", str(run)]) == 2   # the second resume: this test's own process
+        err = capsys.readouterr().err.strip()
+        assert f"process {first.pid} on host {socket.gethostname()}" in err and len(err.splitlines()) == 1
         assert first.poll() is None   # the first one still runs
     finally:
         first.kill()
