@@ -409,6 +409,8 @@ def _as_written(value, t):
         written = isinstance(getattr(value, "text", None), str)   # a YamlInt / YamlFloat
     if not written or isinstance(value, bool):
         return value
+    if str in types and isinstance(value, float) and float not in types:
+        return value.text   # label: 1e3 names the column '1e3'; an index is written 3
     if isinstance(value, float) and int in types and float not in types and value.is_integer():
         return int(value)
     if str in types and not _is_type(value, tuple(x for x in types if x is not str)):
