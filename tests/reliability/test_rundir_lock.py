@@ -121,3 +121,27 @@ def test_two_resumes_of_one_run_at_once(tmp_path, capsys):
         first.wait()
     epochs = _epochs(run)
     assert len(epochs) == len(set(epochs)) and epochs == list(range(1, len(epochs) + 1))
+
+
+def test_an_agent_run_follows_the_same_rules(tmp_path, capsys):
+    pytest.importorskip("gymnasium")
+    from danlu.rl import train_rl
+
+    recipe = {"env": {"name": "CartPole-v1", "num_envs": 2, "eval_episodes": 1},
+              "model": {"kind": "mlp", "hidden": [8]}, "output": {"progress": "none"},
+              "rl": {"steps": 128, "rollout": 32, "epochs": 1, "minibatches": 1, "checkpoint_every": 1}}
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "keep.txt").write_text("keep")
+    with pytest.raises(UserError, match="not created by danlu"):
+        train_rl(recipe, mine, overwrite=True)
+    assert [p.name for p in mine.iterdir()] == ["keep.txt"]
+    run = tmp_path / "run"
+    train_rl(recipe, run)
+    (run / "summary.json").unlink()   # as if stopped before the end
+    with lock_run(run):
+        assert main(["resume", str(run)]) == 2
+        assert f"process {os.getpid()}" in capsys.readouterr().err
+        with pytest.raises(UserError, match="being written"):
+            train_rl(recipe, run, overwrite=True)
+    assert main(["resume", str(run)]) == 0 and (run / "summary.json").is_file()
