@@ -67,6 +67,7 @@ def ensemble(run_dirs, method: str = "soft-vote", out_dir=None, *, overwrite: bo
         "fitted_on": "validation" if method in M.FITTED else None,
         "rows": {s: int(len(y)) for s, y in labels.items()},
         "members": [{"run": str(m.path), "resolved": str(Path(m.path).resolve()), "name": m.name, "kind": m.kind,
+                     "weights_sha256": weights_digest(m.path),
                      "weight": None if weights is None else float(weights[i]),
                      **{s: figures(info, labels[s], m.outputs[s]) for s in labels}}
                     for i, m in enumerate(members)],
@@ -81,6 +82,20 @@ def ensemble(run_dirs, method: str = "soft-vote", out_dir=None, *, overwrite: bo
         atomic_write_text(out / RESULT_FILE, json.dumps(result, indent=1))
     result["path"] = str(out)
     return result
+
+
+WEIGHT_FILES = ("model.safetensors", "model.skops")
+
+
+def weights_digest(run_dir) -> str | None:
+    """SHA-256 of a member's weights file, so that loading the ensemble notices a member trained again."""
+    import hashlib
+
+    for name in WEIGHT_FILES:
+        path = Path(run_dir) / name
+        if path.is_file():
+            return hashlib.sha256(path.read_bytes()).hexdigest()
+    return None
 
 
 def _early_stopping_note(members, recipes) -> dict:

@@ -44,16 +44,22 @@ def read_ensemble(path) -> dict:
 
 
 def member_dirs(path, result: dict) -> list[Path]:
-    """Each member's run folder: as it was given to `danlu ensemble` (relative to the working
-    folder), else the absolute path it had then."""
+    """Each member's run folder: the absolute path it had when `danlu ensemble` ran, else the path
+    as it was given (relative to the working folder). A member whose weights changed since (trained
+    again) is refused: the stored weights or meta-model were fitted to the old one."""
+    from ._ensemble import weights_digest
+
     out = []
     for m in result["members"]:
-        candidates = [Path(m["run"])] + ([Path(m["resolved"])] if m.get("resolved") else [])
+        candidates = ([Path(m["resolved"])] if m.get("resolved") else []) + [Path(m["run"])]
         found = next((c for c in candidates if (c / "recipe.yaml").is_file()), None)
         if found is None:
             raise UserError(f"{path}: member run {m['run']} is not found (looked in "
                             f"{', '.join(map(str, candidates))}); keep the member runs where they were, or "
                             f"run `danlu ensemble` again")
+        if m.get("weights_sha256") and weights_digest(found) != m["weights_sha256"]:
+            raise UserError(f"{path}: member run {found} has other weights than when the ensemble was made; "
+                            f"run `danlu ensemble` again on the members as they are now")
         out.append(found)
     return out
 

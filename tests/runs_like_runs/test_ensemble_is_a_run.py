@@ -148,3 +148,13 @@ def test_bayes_is_compared_with_soft_voting_and_says_where_its_weights_came_from
     from danlu.combine import table_rows
 
     assert "for comparison: soft-vote" in table_rows(result, "test")
+
+
+def test_an_ensemble_refuses_a_member_trained_again(tmp_path):
+    first = danlu.train(_recipe({"kind": "mlp", "hidden": [8]}, [64], train={"epochs": 1}), tmp_path / "a").path
+    second = danlu.train(_recipe({"kind": "logistic"}, [64], train={"epochs": 1}), tmp_path / "b").path
+    ensemble([first, second], "weighted", tmp_path / "ens", progress=False)
+    assert _run.load_model(tmp_path / "ens")[2]["ensemble"]
+    danlu.train(_recipe({"kind": "logistic"}, [64], train={"epochs": 2}), second, overwrite=True)
+    with pytest.raises(UserError, match="other weights than when the ensemble was made"):
+        _run.load_model(tmp_path / "ens")
