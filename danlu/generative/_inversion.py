@@ -137,8 +137,9 @@ def _nearest(vector: torch.Tensor, classes: torch.Tensor) -> dict:
 def save_concept(concept: Concept, path: str | Path, run_dir: str | Path, overwrite: bool = False) -> Path:
     """Write the vector as safetensors (tensor ``concept``; name and settings in the metadata),
     atomically; an existing file is kept unless ``overwrite``."""
+    from safetensors.torch import save_file
+
     from .._integrity import atomic_write
-    from ..training._checkpoint import save_tensors
 
     path = Path(path)
     if path.suffix != ".safetensors":
@@ -148,7 +149,8 @@ def save_concept(concept: Concept, path: str | Path, run_dir: str | Path, overwr
     path.parent.mkdir(parents=True, exist_ok=True)
     metadata = {"format": FORMAT, "version": VERSION, "name": concept.name, "run": str(run_dir),
                 "settings": json.dumps(concept.meta, ensure_ascii=False)}
-    atomic_write(path, lambda tmp: save_tensors(tmp, {"concept": concept.vector.float()}, metadata))
+    vector = concept.vector.detach().to("cpu", torch.float32).contiguous().clone()
+    atomic_write(path, lambda tmp: save_file({"concept": vector}, str(tmp), metadata=metadata))
     return path
 
 
