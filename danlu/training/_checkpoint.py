@@ -25,6 +25,7 @@ import hashlib
 import json
 import os
 import random
+import re
 import shutil
 from pathlib import Path
 
@@ -144,7 +145,13 @@ def atomic_write_text(path: Path, text: str) -> None:
 def save_tensors(path: Path, tensors: dict, metadata: dict | None = None) -> None:
     """safetensors refuses shared or non-contiguous storage, so every tensor is an own copy."""
     clean = {k: v.detach().to("cpu", copy=True).contiguous() for k, v in tensors.items()}
-    save_file(clean, str(path), metadata=metadata)
+    try:
+        save_file(clean, str(path), metadata=metadata)
+    except SafetensorsError as err:   # a full disk comes back as "I/O error: ... (os error 28)"
+        code = re.search(r"os error (\d+)", str(err))
+        if code is None:
+            raise
+        raise OSError(int(code.group(1)), os.strerror(int(code.group(1))), str(path)) from None
 
 
 def atomic_save_tensors(path: Path, tensors: dict) -> None:
