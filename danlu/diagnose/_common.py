@@ -55,3 +55,13 @@ def since_rescue(state) -> int:
         if event.get("kind") == "rescue" and isinstance(event.get("epoch"), int):
             start = event["epoch"] + 1
     return start
+
+
+def trend(values: list) -> float:
+    """The rise over ``values`` of their least-squares line: a trend, not one noisy epoch."""
+    n = len(values)
+    if n < 2:
+        return 0.0
+    mx, my = (n - 1) / 2, sum(values) / n
+    slope = sum((i - mx) * (v - my) for i, v in enumerate(values)) / sum((i - mx) ** 2 for i in range(n))
+    return slope * (n - 1)

@@ -17,19 +17,19 @@ At the end of training one more question is asked: was the model finished?
   epochs was still clearly (5 %, at least ``5 * tol``) below the best before them, the
   validation loss had not turned up and the validation metric still rose (2 points): train
   longer. (A cross-entropy can fall towards zero for ever; the metric says whether it matters.)
-* stopped too early: early stopping ended the run while the training loss was still falling
-  that fast or still stood near its first-epoch level.
+* stopped too early: early stopping ended the run while the training loss still stood near its
+  first-epoch level, or was still falling that fast with the validation metric still rising.
 
 The checks run in ``on_validation_end`` (not at epoch end) so that the epoch's checkpoint
 holds what they saw; each is reported once per run, except flat stretches, which are
 reported again after one has broken. Noisy small-data curves must not flip the verdict back
 and forth (hysteresis): a flat stretch only counts as broken when two epochs in a row stay
-clearly below it, every break doubles the flat window needed next time, and after two breaks
-flat stretches are no longer reported. Epochs before the last rescue are left out.
+clearly below it, a break doubles the flat window needed next time, and after one break the
+next flat stretch is final. Epochs before the last rescue are left out.
 """
 from __future__ import annotations
 
-from ._common import finite, report, since_rescue
+from ._common import finite, report, since_rescue, trend
 
 _STUCK = 0.7      # flat at or above this fraction of the first epoch's loss: a plateau, not convergence
 _SLOW = 0.02      # largest relative improvement per epoch that still counts as slow
@@ -37,7 +37,8 @@ _MONOTONE = 0.9   # share of epochs that must improve for a "steady" descent
 _SWING_SIGNS = 0.6  # share of sign changes among consecutive differences that means oscillation
 _SWING = 10       # mean swing per epoch, in units of tol, that is more than noise
 _SETTLED = 10     # a flat stretch keeps its mean within this many tol of the best loss
-_MAX_BREAKS = 2   # false convergences after which flat stretches are no longer reported
+_VAL_FLAT = 0.05  # a validation loss within this (relative) range over the span does not move
+_MAX_BREAKS = 1   # false convergences after which a flat stretch, once reported, is final
 _STILL = 0.05     # the best loss of the last window this much below the best before it: still improving ...
 _METRIC_GAIN = 0.02   # ... and the validation metric this much above its best before (a loss can fall for ever)
 
@@ -72,10 +73,11 @@ class ConvergenceMonitor:
         losses.append(state.metrics.get("train_loss_running_mean"))
         if not all(finite(x) for x in losses) or losses[0] <= 0:
             return  # a blown-up epoch is the divergence monitor's business
-        if self.breaks < _MAX_BREAKS or self.flat_loss is not None:
+        if self.breaks < _MAX_BREAKS or self.flat_loss is None:
             self._check_flat(state, losses)
         if not self.swing_reported:
-            self._check_swing(state, losses)
+            val = [h.get("val_loss") for h in state.history[start:]] + [state.metrics.get("val_loss")]
+            self._check_swing(state, losses, val)
         if not self.slow_reported and self.flat_loss is None:
             self._check_slow(state, losses)
 
@@ -105,13 +107,21 @@ class ConvergenceMonitor:
             return
         best = min(best_before, best_now)
         level = best / losses[0]
-        kind = "plateau" if level >= _STUCK else "converged"
+        # a generative model's loss keeps a large irreducible part: its level says nothing
+        kind = "plateau" if level >= _STUCK and not _objective(state) else "converged"
         report(state, kind, self.lang, change=max(gain, 0.0), loss=best, window=window, level=level)
         self.flat_epoch, self.flat_loss = self.start + len(losses), best
 
-    def _check_swing(self, state, losses: list) -> None:
+    def _check_swing(self, state, losses: list, val: list) -> None:
         if len(losses) < self.span:
             return
+        # A training loss that bounces from batch noise while the validation loss trends down,
+        # is at its best now or does not move is noise at the floor, not steps that overshoot.
+        val = val[-self.span:]
+        if all(finite(v) for v in val):
+            flat = max(val) - min(val) <= _VAL_FLAT * sum(val) / len(val)
+            if trend(val) < 0 or val[-1] <= min(val) or flat:
+                return
         seg = losses[-self.span:]
         diffs = [b - a for a, b in zip(seg, seg[1:])]
         changes = sum(1 for a, b in zip(diffs, diffs[1:]) if a * b < 0)
@@ -154,7 +164,7 @@ class ConvergenceMonitor:
                  "loss": recent}
         if not reason and falling and _val_not_rising(rows, k) and _metric_rising(rows, k):
             report(state, "still_improving", self.lang, **facts)
-        elif reason.startswith("early stopping") and (falling or stuck):
+        elif reason.startswith("early stopping") and (stuck or (falling and _metric_rising(rows, k))):
             report(state, "stopped_too_early", self.lang, **facts)
 
     # -- checkpoints -------------------------------------------------------------------------------
@@ -167,6 +177,13 @@ class ConvergenceMonitor:
         self.flat_epoch, self.flat_loss = d["flat_epoch"], d["flat_loss"]
         self.swing_reported, self.slow_reported = d["swing_reported"], d["slow_reported"]
         self.breaks, self.below, self.start = d.get("breaks", 0), d.get("below", 0), d.get("start", 0)
+
+
+def _objective(state) -> bool:
+    from ..training._objective import is_objective_model
+
+    model = getattr(state, "model", None)
+    return model is not None and is_objective_model(model)
 
 
 def _metric_rising(rows: list, k: int) -> bool:

@@ -2,7 +2,8 @@
 on wildly different scales at the start.
 
 * overfitting, ``rising``: the validation loss has stayed above its minimum for ``patience``
-  epochs (and is clearly above it now) while the training loss kept falling, epoch after epoch.
+  epochs, is clearly (10 %) above it now and its trend since the minimum rose as much (one noisy
+  epoch is not a trend), while the training loss kept falling, epoch after epoch.
   It began at the epoch of the minimum; the gap is validation minus training loss.
 * overfitting, ``gap``: for ``patience`` epochs in a row the model scores clearly better on (a
   slice of) its training rows than on validation, in its metric (accuracy, r2) and in its loss,
@@ -28,7 +29,7 @@ import math
 import torch
 
 from ..training._objective import is_objective_model
-from ._common import finite, report, since_rescue
+from ._common import finite, report, since_rescue, trend
 
 _RISE = 0.02          # validation loss this far (relative) above its minimum counts as risen
 _RISEN = 0.1         # ... and this far above it at the end: clearly risen, not noise
@@ -203,7 +204,7 @@ def overfitting_facts(val: list, train: list, patience: int) -> dict | None:
     since = len(val) - 1 - best
     if since < patience or not finite(train[best]):
         return None
-    risen = val[-1] > best_val + _RISEN * abs(best_val)
+    risen = val[-1] > best_val + _RISEN * abs(best_val) and trend(val[best:]) >= _RISEN * abs(best_val)
     if not (risen and _falling(train[best:])):
         return None
     return {"variant": "rising", "epochs": since, "began_epoch": best + 1, "best_val_loss": best_val, "val_loss": val[-1],

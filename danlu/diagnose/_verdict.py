@@ -46,7 +46,7 @@ _SYMPTOMS = {
 }
 # Findings that are told but never the problem of a run.
 _NEWS = ("converged", "false_convergence")
-_SKILLED = 0.5    # "clearly better than the baseline": half the way from a constant guess to perfect
+_SKILLED = 0.15   # "clearly better than the baseline": this share of the way from a constant guess to perfect
 
 
 def _group(kind: str) -> str:

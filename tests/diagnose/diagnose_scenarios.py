@@ -93,7 +93,7 @@ SCENARIOS = [
         train={"epochs": 12, "batch_size": 32, **OFF})),
     Scenario("overfit_rising", "overfitting", _digits(
         data={"source": "sklearn", "name": "breast_cancer"}, model={"kind": "mlp", "hidden": [256, 256]},
-        optimizer={"kind": "adam", "lr": 0.003}, train={"epochs": 40, **OFF})),
+        optimizer={"kind": "adam", "lr": 0.003}, train={"epochs": 15, **OFF})),
     Scenario("underfit_capacity", "underfitting", _digits(
         data=_xor, model={"kind": "linear"}, optimizer={"lr": 0.01}, train={"epochs": 6, "batch_size": 32})),
     Scenario("vanishing", "vanishing_gradient", _digits(
@@ -104,8 +104,8 @@ SCENARIOS = [
         train={"epochs": 4, "grad_clip": 1.0}, monitors={"gradients": {"every": 5}})),
     Scenario("nan_batch", "nan_loss", _digits(model=poisoned_model(nan_loss_at=[5]))),
     Scenario("no_signal", "no_signal", _digits(
-        data=_noise_labels, model={"kind": "mlp", "hidden": [256, 256]}, optimizer={"kind": "adam", "lr": 0.003},
-        train={"epochs": 30, "batch_size": 32, **OFF})),
+        data=_noise_labels, model={"kind": "mlp", "hidden": [256, 256]}, optimizer={"kind": "adam", "lr": 0.01},
+        train={"epochs": 15, "batch_size": 32, **OFF})),
     Scenario("unscaled", "unscaled_features", _digits(
         data={"source": "sklearn", "name": "breast_cancer", "scale": "none"}, model=MLP,
         optimizer={"kind": "sgd", "lr": 0.01}, train={"epochs": 6})),
