@@ -23,6 +23,8 @@ How README.md is read (keep these rules in mind when editing it):
   port (8000 may be taken on a CI machine); the test waits for ``GET /health``, posts one row to
   ``/predict``, checks the answer and stops the server.
 - A python block runs as a script in a fresh interpreter in the same directory.
+
+``DANLU_README_TIMINGS=1 python -m pytest -s tests/readme`` prints the time each command took.
 """
 from __future__ import annotations
 
@@ -222,7 +224,8 @@ def test_readme_runs_as_written(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("DANLU_MAX_EPOCHS", "1")
     monkeypatch.delenv("DANLU_KILL_AT", raising=False)
-    deterministic = torch.are_deterministic_algorithms_enabled()
+    # commands run in this process: leave torch as the rest of the test session expects it
+    deterministic, threads = torch.are_deterministic_algorithms_enabled(), torch.get_num_threads()
     timings: list = []
     skipped = []
     try:
@@ -236,6 +239,7 @@ def test_readme_runs_as_written(tmp_path, monkeypatch, capsys):
                 _run_python_block(block, tmp_path, env, timings)
     finally:
         torch.use_deterministic_algorithms(deterministic)
+        torch.set_num_threads(threads)
         with capsys.disabled():
             if os.environ.get("DANLU_README_TIMINGS"):
                 for seconds, command in sorted(timings, reverse=True):
