@@ -10,6 +10,7 @@ import json
 import sys
 
 EXIT_USER_ERROR = 2
+EXIT_DIVERGED = 3      # training kept blowing up and the rescues ran out (see `danlu diagnose RUN`)
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
@@ -156,7 +157,7 @@ def cmd_train(args) -> int:
     run = _run.train(recipe, args.run_dir, overwrite=args.overwrite, progress=args.progress)
     if is_main_process():   # under torchrun only rank 0 prints
         _print_summary(run.summary, run.path)
-    return 0
+    return _stopped_by_monitors(run, is_main_process())
 
 
 def cmd_resume(args) -> int:
@@ -177,7 +178,18 @@ def cmd_resume(args) -> int:
                       force_foreign_checkpoint=args.force_foreign_checkpoint)
     if is_main_process():   # under torchrun only rank 0 prints
         _print_summary(run.summary, run.path)
-    return 0
+    return _stopped_by_monitors(run, is_main_process())
+
+
+def _stopped_by_monitors(run, speak: bool) -> int:
+    """A run the divergence monitor had to stop (its rescues ran out) ends with its own exit code
+    and one line on stderr, whatever the progress display."""
+    reason = ((run.summary or {}).get("run") or {}).get("stop_reason") or ""
+    if not reason.startswith("rescue exhausted"):
+        return 0
+    if speak:
+        print(f"danlu: error: {run.path}: {reason}", file=sys.stderr)
+    return EXIT_DIVERGED
 
 
 def cmd_eval(args) -> int:
