@@ -27,25 +27,22 @@ def serve(run_dir, host: str = "127.0.0.1", port: int = 8000, *, max_batch: int 
 
     from ._predictor import Predictor
 
-    # the port is taken before anything is printed: a busy port is one line, not a banner and a crash
-    sock = bind_port(host, port)
-    try:
-        predictor = Predictor(run_dir, device)
-        app = create_app(predictor, max_batch=max_batch, max_body=max_body)
-        if not is_loopback(host):
-            print(f"danlu serve: warning: listening on {host}, reachable from other machines; the API has no "
-                  f"authentication — bind 127.0.0.1 unless you mean it", file=sys.stderr)
-        print(f"danlu serve: {predictor.run_dir} ({predictor.pipeline.info.task}) on http://{host}:{port} — "
-              f"POST /predict, GET /info, GET /health, docs at /docs; Ctrl-C stops", file=sys.stderr)
-        config = uvicorn.Config(app, host=host, port=port, log_level=log_level, workers=1)
-        uvicorn.Server(config).run(sockets=[sock])
-    finally:
-        sock.close()
+    predictor = Predictor(run_dir, device)
+    app = create_app(predictor, max_batch=max_batch, max_body=max_body)
+    # the port is tried before anything is printed: a busy port is one line, not a banner and a crash
+    bind_port(host, port).close()
+    if not is_loopback(host):
+        print(f"danlu serve: warning: listening on {host}, reachable from other machines; the API has no "
+              f"authentication — bind 127.0.0.1 unless you mean it", file=sys.stderr)
+    print(f"danlu serve: {predictor.run_dir} ({predictor.pipeline.info.task}) on http://{host}:{port} — "
+          f"POST /predict, GET /info, GET /health, docs at /docs; Ctrl-C stops", file=sys.stderr)
+    uvicorn.run(app, host=host, port=port, log_level=log_level, workers=1)
 
 
 def bind_port(host: str, port: int) -> socket.socket:
-    """A TCP socket bound to ``host:port``, ready for the server to listen on; a port in use (or an
-    address this machine does not have) is a UserError naming --port / --host."""
+    """A TCP socket bound to ``host:port`` (with SO_REUSEADDR, as uvicorn binds, so closing it frees
+    the port at once); a port in use, or an address this machine does not have, is a UserError
+    naming --port / --host."""
     from ..errors import UserError
 
     try:

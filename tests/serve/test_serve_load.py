@@ -47,11 +47,13 @@ def test_non_loopback_bind_warns(iris_run, monkeypatch, capsys):
     import uvicorn
 
     from danlu.serve import serve
+    from danlu.serve._server import free_port
 
     seen = {}
-    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: seen.update(kw))   # never bind for real
-    serve(iris_run, "0.0.0.0", 8123, device="cpu")
-    assert seen["host"] == "0.0.0.0" and seen["port"] == 8123
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: seen.update(kw))   # never serve for real
+    port = free_port("0.0.0.0")   # serve tries the port before its banner, so it must be free
+    serve(iris_run, "0.0.0.0", port, device="cpu")
+    assert seen["host"] == "0.0.0.0" and seen["port"] == port
     assert "warning" in capsys.readouterr().err
-    serve(iris_run, "127.0.0.1", 8123, device="cpu")
+    serve(iris_run, "127.0.0.1", port, device="cpu")
     assert "warning" not in capsys.readouterr().err
