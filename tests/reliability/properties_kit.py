@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, Phase, settings
 
 VERDICTS = ("clean", "crash", "messy", "wrong")
 TALLY: dict[str, Counter] = {}
@@ -49,10 +49,14 @@ def keep_going() -> bool:
 
 def budget(n: int) -> settings:
     """Hypothesis settings for a property: ``n`` examples (times $DANLU_ATTACK_SCALE), no deadline,
-    a fixed sequence of examples, no example database written into the working directory."""
+    a fixed sequence of examples, no example database written into the working directory, no
+    shrinking."""
     scale = float(os.environ.get("DANLU_ATTACK_SCALE", "1"))
+    # no shrinking: a failure is reported with the input that found it (the message shows it), and a
+    # failing property stays as fast as a passing one instead of re-running danlu hundreds of times
     return settings(max_examples=max(1, int(n * scale)), deadline=None, derandomize=True, database=None,
-                    suppress_health_check=list(HealthCheck), print_blob=False)
+                    suppress_health_check=list(HealthCheck), print_blob=False,
+                    phases=[Phase.explicit, Phase.reuse, Phase.generate])
 
 
 # ---------------------------------------------------------------------------------------------

@@ -128,7 +128,7 @@ def _predict_prop(attack, runs, arr, container, damage):
 
 
 def test_generated_arrays_predict_or_refuse_in_one_line(attack, attack_runs):
-    budget(70)(_predict_prop)(attack, attack_runs)
+    budget(50)(_predict_prop)(attack, attack_runs)
 
 
 @given(st.sampled_from(["npy", "X", "y"]), st.sampled_from(["predict", "train"]),
@@ -204,4 +204,4 @@ def _train_prop(attack, generated):
 
 
 def test_generated_arrays_train_or_refuse_in_one_line(attack):
-    budget(25)(_train_prop)(attack)
+    budget(20)(_train_prop)(attack)

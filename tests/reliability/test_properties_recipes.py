@@ -199,7 +199,7 @@ def _mutations_prop(attack, mutations):
 
 
 def test_generated_recipes_train_or_refuse_in_one_line(attack):
-    budget(70)(_mutations_prop)(attack)
+    budget(50)(_mutations_prop)(attack)
 
 
 # --- YAML texts: spellings, duplicates, aliases, bytes ----------------------------------------
@@ -258,7 +258,7 @@ def _texts_prop(attack, data):
 
 
 def test_generated_yaml_texts_train_or_refuse_in_one_line(attack):
-    budget(60)(_texts_prop)(attack)
+    budget(40)(_texts_prop)(attack)
 
 
 # --- --set overrides on the command line ------------------------------------------------------
@@ -273,7 +273,7 @@ def _overrides_prop(attack, overrides):
 
 
 def test_generated_set_overrides_train_or_refuse_in_one_line(attack):
-    budget(40)(_overrides_prop)(attack)
+    budget(30)(_overrides_prop)(attack)
 
 
 # --- the Python API: dicts with values YAML cannot hold ---------------------------------------
@@ -289,4 +289,4 @@ def _api_prop(attack, mutations):
 
 
 def test_generated_recipe_dicts_validate_or_raise_user_error(attack):
-    budget(150)(_api_prop)(attack)
+    budget(100)(_api_prop)(attack)
