@@ -24,6 +24,7 @@ EPILOG = """examples:
   danlu generate runs/digits_diffusion --prompt "a handwritten seven"  # needs pip install "danlu[text]"
   danlu generate runs/digits_diffusion --prompt "a handwritten seven" --clip-skip 1
   danlu generate runs/digits_diffusion --concept runs/digits_diffusion/concepts/my-seven.safetensors
+  danlu generate runs/digits_diffusion --prompt "<my-seven>"          # the same: RUN/concepts/my-seven.safetensors
   danlu generate runs/digits_diffusion --cfg-scale 0                  # unconditional
   danlu generate runs/digits_vae -n 64
 """
@@ -349,6 +350,13 @@ def _condition(args, model, classes: list):
             raise UserError(f"--label {args.label}: not a class of this run; use one of {', '.join(names)}")
         labels = torch.full((args.n,), names.index(args.label), dtype=torch.long, device=device)
         return model.conditions(labels), {"label": args.label}
+    token = _concept_token(args)
+    if token is not None:   # --prompt "<name>": the concept that textual inversion saved under that name
+        from ..generative._inversion import load_concept
+
+        concept = load_concept(token, model)
+        print(f"prompt {args.prompt!r} is the concept {concept.name!r} ({token})")
+        return concept.vector.to(device).expand(args.n, -1), {"prompt": args.prompt, "concept_name": concept.name}
     if args.prompt is not None:
         from ..generative._prompt import match_prompt
 
@@ -366,6 +374,26 @@ def _condition(args, model, classes: list):
         return concept.vector.to(device).expand(args.n, -1), {"concept": str(args.concept),
                                                               "concept_name": concept.name}
     return None, {"label": None}
+
+
+def _concept_token(args):
+    """The concept file a prompt of the form ``<name>`` stands for (RUN/concepts/name.safetensors), or None."""
+    import re
+    from pathlib import Path
+
+    from ..errors import UserError
+
+    match = re.fullmatch(r"<([\w-]+)>", (args.prompt or "").strip())
+    if match is None:
+        return None
+    path = Path(args.run_dir) / "concepts" / f"{match[1]}.safetensors"
+    if not path.is_file():
+        raise UserError(f"--prompt {args.prompt}: no concept {match[1]!r} in {path.parent}; learn it with "
+                        f"`danlu textual-inversion {args.run_dir} --images PATH --name {match[1]}`, or describe "
+                        f"the class in words")
+    if args.clip_skip:
+        raise UserError(f"--clip-skip reads a prompt in words; {args.prompt} is a learned concept, drop --clip-skip")
+    return path
 
 
 def _progress(n: int, steps: int):

@@ -127,6 +127,14 @@ def test_cli_learns_saves_and_generate_draws_the_concept(diffusion_run, tmp_path
     command = record["command"].split()[1:]
     assert main(command + ["-o", str(again), "--progress", "none"]) == 0
     assert again.read_bytes() == out.read_bytes()
+    # --prompt "<name>" is the concept saved under that name in the run
+    token = tmp_path / "token.png"
+    assert main(["generate", str(diffusion_run), "--prompt", "<my-seven>", "--steps", "5", "-n", "2",
+                 "-o", str(token), "--progress", "none"]) == 0
+    assert token.read_bytes() == out.read_bytes()
+    assert "is the concept 'my-seven'" in capsys.readouterr().out
+    assert main(["generate", str(diffusion_run), "--prompt", "<nobody>", "-n", "1", "-o", str(tmp_path / "n.png")]) == 2
+    assert "no concept 'nobody'" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("args, message", [
