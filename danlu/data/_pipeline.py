@@ -108,6 +108,8 @@ class Pipeline:
             table, rows = self._read_arrays(path)
         else:
             raise DataError(f"{path}: cannot read '{suffix}' files; give a .csv, .npy or .npz file, or images")
+        if len(table) == 0:
+            raise DataError(f"{path}: no rows to predict (the input is empty); give at least one row")
         check_finite(table, fix="replace them with finite numbers the size of the training data's")
         self._check_missing(table)
         return self.transform(table), rows

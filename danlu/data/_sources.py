@@ -6,6 +6,8 @@ pipeline read new inputs the same way at predict time.
 from __future__ import annotations
 
 import math
+import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -149,7 +151,7 @@ def read_arrays(path: Path) -> dict[str, np.ndarray]:
     except ValueError as err:
         raise DataError(f"{path}: cannot read the arrays ({err}); save plain numeric arrays with numpy.save "
                         f"or numpy.savez (object arrays are refused)") from None
-    except (OSError, EOFError) as err:
+    except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as err:   # truncated or not numpy at all
         raise DataError(f"{path}: not a readable numpy file ({err}); write it with numpy.save / numpy.savez") from None
 
 

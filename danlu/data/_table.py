@@ -99,10 +99,16 @@ def parse_numeric(cells: list[str], name: str, lines: list[int], where: str,
     if bad:
         i = bad[0]
         raise DataError(
-            f"{where}: column '{name}' line {lines[i]}: '{cells[i]}' is not a number "
+            f"{where}: column '{name}' line {lines[i]}: {_cell_text(cells[i])} is not a number "
             f"({len(bad)} such cell{'s' if len(bad) > 1 else ''}); fix the cells, leave them empty "
             f"and set data.impute, or {fix.format(name=name)}")
     return out
+
+
+def _cell_text(cell: str, limit: int = 40) -> str:
+    """A cell quoted for a one-line message: line breaks and other control characters escaped."""
+    shown = cell if len(cell) <= limit else cell[:limit] + "..."
+    return repr(shown) if any(not c.isprintable() for c in shown) else f"'{shown}'"
 
 
 def parse_categorical(cells: list[str]) -> np.ndarray:
@@ -245,6 +251,8 @@ def check_scaled(table: Table, X) -> None:
     rows' scale can overflow float32 there); name the first row and column that did not."""
     import torch
 
+    if X.numel() == 0:
+        return
     bad = ~torch.isfinite(X.reshape(len(X), -1))
     if not bool(bad.any()):
         return
@@ -260,8 +268,10 @@ def check_scaled(table: Table, X) -> None:
 def check_outputs(scores, where: str, ids: list, id_name: str = "row") -> None:
     """The last input check: finite inputs far outside the training range can still overflow the
     model's float32 arithmetic; refuse them by row rather than answer NaN or infinite scores."""
-    flat = np.asarray(scores, dtype=np.float64).reshape(len(scores), -1)
-    bad = ~np.isfinite(flat).all(axis=1)
+    flat = np.asarray(scores, dtype=np.float64)
+    if flat.size == 0:
+        return
+    bad = ~np.isfinite(flat.reshape(len(flat), -1)).all(axis=1)
     if bad.any():
         i = int(np.argmax(bad))
         raise DataError(f"{where}: {id_name} {ids[i]}: the model's output is not finite for this input "
