@@ -311,6 +311,10 @@ def main(argv=None) -> int:
         if isinstance(err, (FileNotFoundError, PermissionError, IsADirectoryError)):
             print(f"danlu: error: {err.strerror}: {err.filename}", file=sys.stderr)
             return EXIT_USER_ERROR
+        if isinstance(err, MemoryError):   # sizes the user chose; the checks before a run catch most
+            print(f"danlu: error: out of memory{f' ({err})' if str(err) else ''}; lower the sizes in the recipe "
+                  f"(model sizes, train.batch_size, data.samples) or free memory", file=sys.stderr)
+            return EXIT_USER_ERROR
         raise
 
 

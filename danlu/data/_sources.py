@@ -101,6 +101,7 @@ def make_sequence(name: str, length: int, samples: int, seed: int) -> Loaded:
     if name not in SEQUENCE_TASKS:
         raise DataError(f"data.name '{name}' is not a generated sequence task{did_you_mean(name, SEQUENCE_TASKS)}; "
                         f"use one of {', '.join(SEQUENCE_TASKS)}")
+    _check_generated_size(samples, length)
     rng = np.random.default_rng(seed)
     class_names = None
     if name == "sum":
@@ -122,6 +123,18 @@ def make_sequence(name: str, length: int, samples: int, seed: int) -> Loaded:
     table = table_from_arrays(f"sequence '{name}'", X, y, columns)
     reader = {"format": "table", "columns": columns, "label": None, "divisor": 1.0}
     return Loaded(table, (length, 1), "sequence", ["x"], reader, class_names)
+
+
+def _check_generated_size(samples: int, length: int) -> None:
+    """Refuse generated data that cannot fit before numpy tries: a few float64 arrays of samples x length."""
+    from ..models._budget import available_memory
+
+    needed = samples * length * 8 * 4   # the sequence, its noise, the table and the tensor
+    free = available_memory()
+    if free is not None and needed > free // 2:
+        raise RecipeError(f"data.samples x data.length = {samples:,} x {length:,} values need about "
+                          f"{needed / 1e9:,.1f} GB, more than half of the {free / 1e9:,.1f} GB of memory free; "
+                          f"lower data.samples or data.length")
 
 
 # --- files ------------------------------------------------------------------------------------

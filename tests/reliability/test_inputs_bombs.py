@@ -170,3 +170,28 @@ def test_train_refuses_a_huge_model_in_one_line(tmp_path, capsys, monkeypatch):
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "model.hidden" in err and str(path) in err
     assert not (tmp_path / "run").exists()
+
+
+def test_generated_data_too_large_is_refused_before_numpy_allocates(monkeypatch):
+    from danlu.data import prepare
+    from danlu.models import _budget
+
+    monkeypatch.setattr(_budget, "available_memory", lambda: 10**9)
+    with pytest.raises(RecipeError, match="lower data.samples or data.length"):
+        prepare({"source": "sequence", "name": "sum", "samples": 10**8, "length": 50}, seed=0)
+    assert len(prepare({"source": "sequence", "name": "sum", "samples": 50, "length": 4}, seed=0).splits["train"][0])
+
+
+def test_a_memory_error_is_one_line_exit_2(tmp_path, capsys, monkeypatch):
+    from danlu import _run
+    from danlu.cli import main
+
+    def boom(*args, **kwargs):
+        raise MemoryError()
+
+    monkeypatch.setattr(_run, "train", boom)
+    path = tmp_path / "r.yaml"
+    path.write_text("data: {source: sklearn, name: iris}\n", encoding="utf-8")
+    assert main(["train", str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("danlu: error: out of memory") and "\n" not in err
