@@ -7,12 +7,13 @@ from pathlib import Path
 
 
 def read_jsonl(path: Path) -> list[dict]:
-    """The JSON objects of a .jsonl file; lines that do not parse (cut by a kill) are skipped."""
+    """The JSON objects of a .jsonl file; lines that do not parse (cut by a kill, or bytes that are
+    not UTF-8) are skipped."""
     path = Path(path)
     if not path.is_file():
         return []
     rows = []
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for line in path.read_bytes().decode("utf-8", errors="replace").splitlines():
         try:
             row = json.loads(line)
         except ValueError:

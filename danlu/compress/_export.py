@@ -261,15 +261,16 @@ def export_qat(run_dir, *, progress: bool = True, latency_rounds: int = 7) -> Qu
 
 def load_quantized_for_run(run_dir, qdir, device="cpu"):
     """The quantized model of ``qdir`` for use with the run ``run_dir`` (its pipeline and data):
-    refused when it was quantized from a model with other inputs or outputs."""
-    from ..data import Pipeline
+    refused when it was quantized from a model with other inputs or outputs. Both folders' files
+    are checked against their checksums (danlu._integrity)."""
+    from .. import _run
 
     meta = read_meta(qdir)
     run_dir = Path(run_dir)
     if not (run_dir / "pipeline.json").is_file():
         raise UserError(f"{run_dir}: pipeline.json is missing — not a finished danlu run; give the run that "
                         f"{qdir} was quantized from ({meta.get('source_run')})")
-    saved, have = meta["model"]["info"], Pipeline.load(run_dir).info.to_json()
+    saved, have = meta["model"]["info"], _run.load_pipeline(run_dir).info.to_json()
     for key in ("task", "input_shape", "classes", "n_targets"):
         if saved.get(key) != have.get(key):
             raise UserError(f"{qdir}: was quantized from a model with another {key} ({saved.get(key)!r}) than "

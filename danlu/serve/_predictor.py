@@ -1,7 +1,6 @@
 """A finished run, loaded once, answering rows: the model behind ``danlu serve``."""
 from __future__ import annotations
 
-import json
 import threading
 from pathlib import Path
 
@@ -88,10 +87,12 @@ class Predictor:
         return columns[j] if j < len(columns) else str(j)
 
     def _metrics(self) -> dict:
+        from .._integrity import read_json
+
         path = self.run_dir / "summary.json"
         if not path.is_file():
             return {}
-        summary = json.loads(path.read_text(encoding="utf-8"))
+        summary = read_json(path)   # checked against the run's manifest, like the model
         splits = ("train", "validation", "test")
         return {split: summary[split] for split in splits if isinstance(summary.get(split), dict)}
 

@@ -234,3 +234,15 @@ def test_a_checksummed_state_json_of_the_wrong_shape_is_one_line(copy, capsys):
 
 def test_errors_are_user_errors():
     assert issubclass(CheckpointError, UserError) and issubclass(integrity.StorageError, OSError)
+
+
+def test_logs_with_bytes_that_are_not_utf8_are_read_tolerantly(copy, capsys):
+    """metrics.jsonl and events.jsonl are appended to while a run trains (so not checksummed):
+    a line that is not UTF-8 or not JSON is skipped, the rest still tells the story."""
+    run = copy()
+    good = (run / "metrics.jsonl").read_bytes()
+    (run / "metrics.jsonl").write_bytes(b"\xff\xfe\x00garbage\n" + good + b"[1, 2]\n")
+    (run / "events.jsonl").write_bytes(b"\x80\x81\n{\"kind\": \n")
+    assert main(["diagnose", str(run)]) == 0
+    out = capsys.readouterr()
+    assert "Traceback" not in out.err and "epoch" in out.out.lower()
