@@ -114,14 +114,15 @@ def _env() -> dict:
     return env
 
 
-def _run_in_process(argv: list[str]) -> tuple[int, str]:
+def _run_in_process(argv: list[str]) -> int:
+    """The exit code `danlu ARGV...` would end with (the console script calls this same main)."""
     from danlu.cli import main
 
     try:
         code = main(argv)
     except SystemExit as stop:   # argparse errors and commands that exit
         code = stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 1)
-    return code or 0, ""
+    return code or 0
 
 
 def _serve(argv: list[str], cwd: Path, env: dict) -> None:
@@ -129,8 +130,10 @@ def _serve(argv: list[str], cwd: Path, env: dict) -> None:
     port = _free_port()
     danlu = shutil.which("danlu", path=env["PATH"])
     assert danlu, "the danlu console script is not installed"
+    log_path = cwd / f".serve-{port}.log"   # a file, not a pipe: a chatty server never blocks on it
+    log = open(log_path, "w", encoding="utf-8")
     server = subprocess.Popen([danlu, *argv[1:], "--port", str(port)], cwd=cwd, env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                              stdout=log, stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
@@ -142,7 +145,7 @@ def _serve(argv: list[str], cwd: Path, env: dict) -> None:
             except OSError:
                 if server.poll() is not None or time.monotonic() > deadline:
                     raise AssertionError(f"`danlu {' '.join(argv[1:])}` did not come up:\n"
-                                         f"{server.stdout.read() if server.poll() is not None else ''}")
+                                         f"{log_path.read_text(encoding='utf-8')}")
                 time.sleep(0.2)
         with urllib.request.urlopen(url + "/info", timeout=10) as answer:
             info = json.load(answer)
@@ -160,7 +163,7 @@ def _serve(argv: list[str], cwd: Path, env: dict) -> None:
         except subprocess.TimeoutExpired:
             server.kill()
             server.wait()
-        server.stdout.close()
+        log.close()
 
 
 def _fail(block: Block, command: str, detail: str) -> None:
@@ -174,7 +177,7 @@ def _run_bash_block(block: Block, cwd: Path, env: dict, timings: list) -> None:
         if argv[:2] == ["danlu", "serve"]:
             _serve(argv, cwd, env)
         elif argv and argv[0] == "danlu":
-            code, _ = _run_in_process(argv[1:])
+            code = _run_in_process(argv[1:])
             if code != 0:
                 _fail(block, command, f"exit code {code} (output above)")
         else:
