@@ -30,6 +30,7 @@ import os
 import sys
 import threading
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
 
 from .errors import CheckpointError, UserError
@@ -173,13 +174,29 @@ def _update(path: Path, change) -> Path | None:
     if root is None or Path(path).name.endswith(UNCHECKED_SUFFIXES):
         return
     key = Path(path).absolute().relative_to(root.absolute()).as_posix()
-    with _lock:
+    with _lock, _folder_lock(root):   # threads of this process, and other processes (danlu report on a live run)
         if not (root / MANIFEST).is_file():   # a folder danlu made (marked): its first checked file
             begin(root)
         doc = read_manifest(root)
         change(doc["files"], key)
         _write_manifest(root, doc, sync_dir=False)
     return root
+
+
+@contextmanager
+def _folder_lock(root: Path):
+    """An exclusive ``flock`` on the folder itself for one read-change-write of its manifest."""
+    try:
+        import fcntl
+    except ImportError:   # pragma: no cover - Windows: one process at a time is assumed
+        yield
+        return
+    fd = os.open(root, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)   # closing drops the lock
 
 
 def record_pending(path: Path, digest: str, size: int) -> Path | None:

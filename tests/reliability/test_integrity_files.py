@@ -246,3 +246,27 @@ def test_logs_with_bytes_that_are_not_utf8_are_read_tolerantly(copy, capsys):
     assert main(["diagnose", str(run)]) == 0
     out = capsys.readouterr()
     assert "Traceback" not in out.err and "epoch" in out.out.lower()
+
+
+def _write_many(folder, tag, count):
+    for j in range(count):
+        integrity.atomic_write(folder / f"{tag}-{j}.txt", lambda tmp, j=j: tmp.write_text(f"{tag} {j}"))
+
+
+def test_processes_writing_one_folder_lose_no_checksum(tmp_path):
+    """Two processes (say `danlu report` on a run still training) update one manifest: every file
+    either wrote stays listed with its own checksum."""
+    import multiprocessing
+
+    integrity.begin(tmp_path)
+    workers = [multiprocessing.get_context("fork").Process(target=_write_many, args=(tmp_path, tag, 25))
+               for tag in ("a", "b", "c")]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(60)
+    assert [w.exitcode for w in workers] == [0, 0, 0]
+    files = integrity.read_manifest(tmp_path)["files"]
+    assert len(files) == 75
+    for name in files:
+        assert integrity.read_text(tmp_path / name) == name.replace("-", " ").removesuffix(".txt")
