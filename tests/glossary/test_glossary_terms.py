@@ -90,6 +90,13 @@ TERMS_MD_NAMES = [
     "CFG", "无分类器引导", "classifier-free guidance scale",
     "ENSD", "eta noise seed delta",
     "CLIP", "text encoder", "CUDA", "GPU execution",
+    # the later rows: CLIP skip, textual inversion, and what danlu does not do yet
+    "CLIP 跳层", "ignore-last-layers-of-clip-model", "CLIP skip", "文本反演", "textual inversion",
+    "半监督学习", "semi-supervised learning", "pseudo-labels", "独热编码", "one-hot encoding", "embedding",
+    "显存", "GPU memory", "混合精度训练", "mixed-precision training",
+    "反量化", "校准", "激活值量化", "dequantization", "calibration", "activation quantization",
+    "流式数据", "streaming data", "类别权重", "多标签", "class weights", "multi-label", "multi-label task",
+    "指数移动平均", "EMA", "exponential moving average of weights",
 ]
 
 SECTIONS = ("data", "model", "loss", "optimizer", "schedule", "train", "checkpoint", "output", "monitors")
