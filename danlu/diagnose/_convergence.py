@@ -37,6 +37,7 @@ _MONOTONE = 0.9   # share of epochs that must improve for a "steady" descent
 _SWING_SIGNS = 0.6  # share of sign changes among consecutive differences that means oscillation
 _SWING = 10       # mean swing per epoch, in units of tol, that is more than noise
 _SETTLED = 10     # a flat stretch keeps its mean within this many tol of the best loss
+_FLOOR = 0.05     # a loss below this fraction of the first epoch's: its swings are not judged
 _VAL_FLAT = 0.05  # a validation loss within this (relative) range over the span does not move
 _MAX_BREAKS = 1   # false convergences after which a flat stretch, once reported, is final
 _STILL = 0.05     # the best loss of the last window this much below the best before it: still improving ...
@@ -123,6 +124,8 @@ class ConvergenceMonitor:
             if trend(val) < 0 or val[-1] <= min(val) or flat:
                 return
         seg = losses[-self.span:]
+        if sum(seg) / len(seg) < _FLOOR * losses[0]:
+            return   # swings of a loss near zero are relative noise at the floor
         diffs = [b - a for a, b in zip(seg, seg[1:])]
         changes = sum(1 for a, b in zip(diffs, diffs[1:]) if a * b < 0)
         swing = sum(abs(d) for d in diffs) / len(diffs) / (sum(seg) / len(seg))

@@ -63,6 +63,7 @@ _GOOD = 0.3            # a loss below this fraction of the trivial one: a model 
 _PROBATION = 8         # epochs after a rescue in which a rising training loss means "cut again"
 _UNSTABLE = 0.1        # ... a rise by more than this (relative) ...
 _VAL_JUMP = 0.3       # ... or a validation loss this far above its best
+_CLEAR_GAIN = 0.05     # ... unless the validation loss improved by this much
 _TINY = 0.02           # ... of a loss still above this fraction of the trivial one
 _PROBE_ROWS = 1024     # rows used for the trivial and initial losses and the prediction shares
 
@@ -235,8 +236,8 @@ class DivergenceMonitor:
         if self.rescues >= self.max_rescues or not finite(train) or prev is None:
             return None   # a rising loss alone never ends a run
         val = state.metrics.get("val_loss")
-        if finite(val) and self.best_val is not None and val < self.best_val:
-            return None   # a rougher epoch that still improved on validation is progress
+        if finite(val) and self.best_val is not None and val < self.best_val * (1 - _CLEAR_GAIN):
+            return None   # a rougher epoch that clearly improved on validation is progress
         if train > prev * (1 + _UNSTABLE) and train > _TINY * self.trivial:
             return {"variant": "unstable", "train_loss": train, "previous": prev, "rise": train / prev - 1,
                     "trivial": self.trivial}
@@ -307,11 +308,12 @@ class DivergenceMonitor:
     def _rescue(self, state, to_safe: bool = False) -> None:
         """Roll back and lower the learning rate: to the last good snapshot after bad steps, to
         the last good epoch after a collapse (``to_safe``)."""
-        if to_safe:
-            # The step snapshots may already hold collapsed weights: the good epoch replaces them.
-            # An epoch only a little better than a guess, at a rate found too high, may hold
-            # damaged weights (saturated or dead units): then training starts afresh.
-            damaged = self.start is not None and (self.best_val is None or self.best_val > _GOOD * self.trivial)
+        # Weights trained at a rate found too high, and only a little better than a guess, may
+        # be damaged (saturated or dead units): after a collapse, or a second blow-up, training
+        # starts afresh from the initial weights rather than from them.
+        damaged = self.start is not None and (self.best_val is None or self.best_val > _GOOD * self.trivial)
+        if to_safe or (damaged and self.rescues >= 1):
+            # the step snapshots may already hold collapsed weights: a good epoch replaces them
             self.snapshot = _copy_snapshot(self.start if damaged else self.safe)
             self._snapshot_layout = None
         if self.rescues >= self.max_rescues:

@@ -2,7 +2,7 @@
 on wildly different scales at the start.
 
 * overfitting, ``rising``: the validation loss has stayed above its minimum for ``patience``
-  epochs, is clearly (10 %) above it now and its trend since the minimum rose as much (one noisy
+  epochs, is clearly (20 %) above it now and its trend since the minimum rose as much (one noisy
   epoch is not a trend), while the training loss kept falling, epoch after epoch.
   It began at the epoch of the minimum; the gap is validation minus training loss.
 * overfitting, ``gap``: for ``patience`` epochs in a row the model scores clearly better on (a
@@ -32,7 +32,7 @@ from ..training._objective import is_objective_model
 from ._common import finite, report, since_rescue, trend
 
 _RISE = 0.02          # validation loss this far (relative) above its minimum counts as risen
-_RISEN = 0.1         # ... and this far above it at the end: clearly risen, not noise
+_RISEN = 0.2         # ... and this far above it at the end: clearly risen, not noise
 _SKILL = 0.05         # closing less than this share of the gap to perfect is "no better than trivial"
 _NEAR_TRIVIAL = 0.9   # losses above this fraction of the trivial predictor's loss are "high"
 _MAX_ROWS = 10_000    # training rows scored at the end (a bound on the cost for large sets)

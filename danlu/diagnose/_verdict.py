@@ -11,6 +11,8 @@ says anything the findings are weighed against each other:
   capacity, regularise, train longer, ...), and a direction is ruled out when another finding
   or the run's own history speaks against it (never "raise the lr" after it was found too high
   or a rescue cut it; never "train longer" on an overfitting model);
+* what was already cured: overfitting that began after the epoch whose weights early stopping
+  put back did not reach the final model (it is told along the way, not as the problem);
 * how sure danlu is: ``certain`` (the run itself shows it: a NaN, a rescue, a gap of many
   points), ``likely`` (a pattern over several epochs), ``possible`` (a weaker sign).
 
@@ -20,8 +22,8 @@ The same function decides the verdict at the end of training (shown live and rec
 from __future__ import annotations
 
 # Causes in the order they win over each other.
-_ORDER = ("rescue_exhausted", "unscaled_features", "collapse", "divergence", "rescue", "exploding_gradient",
-          "vanishing_gradient", "lr_too_high", "no_signal", "overfitting", "lr_too_low", "underfitting",
+_ORDER = ("unscaled_features", "rescue_exhausted", "collapse", "divergence", "rescue", "exploding_gradient",
+          "vanishing_gradient", "no_signal", "lr_too_high", "overfitting", "lr_too_low", "underfitting",
           "nan_loss", "still_improving", "stopped_too_early", "plateau", "loss_spike")
 
 _BLOW_UP = ("rescue_exhausted", "collapse", "divergence", "rescue")
@@ -36,7 +38,7 @@ _SYMPTOMS = {
     "vanishing_gradient": ("underfitting", "plateau", "lr_too_low", "still_improving", "false_convergence",
                            "stopped_too_early"),
     "lr_too_high": ("plateau", "false_convergence", "underfitting", "converged", "loss_spike"),
-    "no_signal": ("overfitting", "underfitting", "plateau", "converged", "false_convergence"),
+    "no_signal": ("overfitting", "underfitting", "plateau", "converged", "false_convergence", "lr_too_high"),
     "overfitting": ("converged", "false_convergence", "underfitting", "stopped_too_early"),
     "lr_too_low": ("underfitting", "still_improving", "plateau", "stopped_too_early", "false_convergence"),
     "underfitting": ("plateau", "converged", "false_convergence"),
@@ -90,10 +92,14 @@ def decide(events: list, fit: dict | None = None) -> dict:
         kind = e.get("kind")
         if kind and kind != "verdict":
             found.setdefault(kind, e)          # the first of each kind: where it began
+    cured = []
+    if "overfitting" in found and _cured_by_early_stopping(found["overfitting"], fit):
+        cured.append("overfitting")            # the final model is the one from before it began
+        del found["overfitting"]
     # a lone skipped bad step is news, not a blow-up; a collapse (or a rescue) is one
     cause = next((k for k in _ORDER if k in found), None)
     if cause == "unscaled_features" and not set(found) & set(_SYMPTOMS["unscaled_features"]):
-        cause = next((k for k in _ORDER[2:] if k in found), None)   # alone, it is only a remark
+        cause = next((k for k in _ORDER[1:] if k in found), None)   # alone, it is only a remark
     explains = []
     if cause is not None:
         explains = [k for k in found if k != cause and k in _SYMPTOMS.get(_group(cause), ())
@@ -111,8 +117,15 @@ def decide(events: list, fit: dict | None = None) -> dict:
     else:
         verdict = {"cause": cause, "sure": _sure(cause, found[cause]), "evidence": found[cause]}
     verdict.update(explains=explains, also=also, forbid=sorted(_forbidden(kept, set(found))), skill=the_skill,
-                   news=[k for k in _NEWS if k in found and k not in explains])
+                   news=cured + [k for k in _NEWS if k in found and k not in explains])
     return verdict
+
+
+def _cured_by_early_stopping(event: dict, fit: dict | None) -> bool:
+    """Early stopping put back the weights of an epoch before the overfitting began."""
+    restored = (fit or {}).get("restored_epoch")
+    began = event.get("began_epoch")
+    return isinstance(restored, int) and isinstance(began, int) and restored <= began
 
 
 def _drop_contradicted(also: list, kept: set) -> list:
@@ -156,6 +169,8 @@ class VerdictMonitor:
         from ._story import verdict_line
 
         fit = state.extra.get("fit_figures")
+        if fit is not None:
+            fit = {**fit, "restored_epoch": state.extra.get("restored_epoch")}
         found = decide(state.events, fit)
         recipe = state.recipe.to_dict() if hasattr(state.recipe, "to_dict") else {}
         facts = {k: found[k] for k in ("cause", "sure", "explains", "also", "forbid", "skill", "news")}
