@@ -2,9 +2,15 @@
 
 The folders stay the source of truth. The index is a cache of what their recipe.yaml and
 summary.json say, refreshed by a scan (a folder whose files changed is read again, one that
-vanished is dropped) and rebuilt from scratch when asked or when the file is unreadable. A
-run folder is any folder holding a recipe.yaml; cross-validation folds (``cv-x/fold-1``) are
-found like any other run. Paths are stored relative to ``runs_dir``, so the folder can move.
+vanished is dropped) and rebuilt from scratch when asked. A run folder is any folder holding a
+recipe.yaml; cross-validation folds (``cv-x/fold-1``) are found like any other run. Paths are
+stored relative to ``runs_dir``, so the folder can move.
+
+danlu only writes an index it created: each carries danlu's SQLite application id. A file named
+index.sqlite that is anything else (the user's notes, another program's database, a link) is
+left byte for byte as it is — a finished run then skips the index with a one-line warning, and
+``danlu runs`` lists from the folders. A damaged index of danlu's is moved aside and rebuilt.
+A run's index is the one of the runs folder it was created in, never one further up.
 
 Filters: ``KEY=VALUE``, ``KEY!=VALUE``, ``KEY>V``, ``KEY>=V``, ``KEY<V``, ``KEY<=V`` where KEY is a
 recipe key (``model.kind``, ``optimizer.lr``), a figure of the summary (``test.accuracy``,
@@ -16,7 +22,9 @@ import json
 import math
 import os
 import sqlite3
+import sys
 import time
+import uuid
 from pathlib import Path
 
 from .errors import UserError, did_you_mean
@@ -28,6 +36,10 @@ COLUMNS = ("path", "name", "created", "status", "task", "model_kind", "data_sour
 SUMMARY_SECTIONS = ("train", "validation", "test", "run")
 PLAIN_KEYS = ("name", "path", "status", "created", "epochs", "task")
 OPERATORS = (">=", "<=", "!=", ">", "<", "=")
+APPLICATION_ID = 0x646E6C75   # "dnlu": PRAGMA application_id of every index danlu creates
+SQLITE_HEADER = b"SQLite format 3\x00"
+SQLITE_CORRUPT, SQLITE_NOTADB = 11, 26
+MULTI_RUN_KINDS = ("cv", "tune")   # marker kinds of the folders danlu makes to hold several runs
 
 
 # ---------------------------------------------------------------------------------------------
@@ -116,30 +128,149 @@ def _figure(summary, metric):
 
 
 # ---------------------------------------------------------------------------------------------
-# The SQLite file
+# The SQLite file: only danlu's own is ever written
 # ---------------------------------------------------------------------------------------------
 
-def _connect(root: Path) -> sqlite3.Connection:
-    """Open (creating if need be) the index; an unreadable or old-format file is started afresh,
-    which loses nothing: the folders hold the truth."""
+class ForeignIndex(UserError):
+    """A file named index.sqlite that danlu did not create: it is never opened for writing,
+    rebuilt, moved or deleted."""
+
+
+def _create_sql() -> str:
+    cols = ", ".join(f"{c} TEXT PRIMARY KEY" if c == "path" else c for c in COLUMNS)
+    return f"CREATE TABLE runs ({cols})"
+
+
+def owner_of(path: Path) -> str | None:
+    """``None`` when there is no file at ``path``; ``"danlu"`` when it is an index danlu created
+    (SQLite whose header carries danlu's application id — read from the bytes, so a damaged one
+    is still known — or an index from before the id: format 1 with exactly danlu's ``runs``
+    table); else ``"foreign"``: a link, a folder, not SQLite, or another program's database."""
+    if not os.path.lexists(path):
+        return None
+    if path.is_symlink() or not path.is_file():
+        return "foreign"
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(100)
+    except OSError:
+        return "foreign"
+    if len(head) < 100 or not head.startswith(SQLITE_HEADER):
+        return "foreign"
+    app_id = int.from_bytes(head[68:72], "big")
+    if app_id == APPLICATION_ID:
+        return "danlu"
+    return "danlu" if app_id == 0 and _is_unmarked_danlu_index(path) else "foreign"
+
+
+def _is_unmarked_danlu_index(path: Path) -> bool:
+    """An index danlu wrote before it set an application id: user_version 1 and the ``runs``
+    table with danlu's columns, in that order. Read-only: the file is not changed."""
+    try:
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=5)
+    except sqlite3.Error:
+        return False
+    try:
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        cols = tuple(r[1] for r in conn.execute("PRAGMA table_info(runs)"))
+    except sqlite3.Error:
+        return False
+    finally:
+        conn.close()
+    return version == SCHEMA_VERSION and cols == COLUMNS
+
+
+def _foreign(path: Path) -> ForeignIndex:
+    return ForeignIndex(f"{path}: is not danlu's runs index (danlu did not create this file), so danlu leaves it "
+                        f"as it is; rename it if danlu should keep an index of the runs in {path.parent}")
+
+
+def _create(path: Path) -> None:
+    """A new, empty index at ``path``, built beside it and linked into place: a file that
+    appeared there meanwhile is never replaced."""
+    tmp = path.with_name(f"{path.name}.new-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    try:
+        conn = sqlite3.connect(tmp)
+        try:
+            conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            conn.execute(_create_sql())
+            conn.commit()
+        finally:
+            conn.close()
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass   # another process created one meanwhile; the caller looks at it again
+        except OSError:   # a file system without hard links
+            if not os.path.lexists(path):
+                os.rename(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+class _Damaged(sqlite3.DatabaseError):
+    """danlu's index holds another format or another table than this danlu writes."""
+
+
+def _is_damage(err: sqlite3.Error) -> bool:
+    """Corrupt or not a database — not a lock held by another process ("database is locked")."""
+    if isinstance(err, _Damaged):
+        return True
+    code = getattr(err, "sqlite_errorcode", None)
+    if code is None:
+        return type(err) is sqlite3.DatabaseError
+    return code & 0xFF in (SQLITE_CORRUPT, SQLITE_NOTADB)
+
+
+def _set_aside(path: Path) -> None:
+    """Move a damaged index of danlu's aside (``index.sqlite.damaged``, ``-2`` ...), so that a new
+    one can be built from the run folders."""
+    from ._rundir import numbered
+
+    aside = numbered(path.with_name(f"{path.name}.damaged"))
+    os.rename(path, aside)
+    print(f"danlu: warning: {path}: danlu's runs index was damaged; moved it to {aside.name} and "
+          f"rebuilding it from the run folders", file=sys.stderr)
+
+
+def _connect(root: Path) -> tuple[sqlite3.Connection, bool]:
+    """Open the index of ``root``, creating it if there is none; returns it and whether it was
+    made new. A file of that name that is not danlu's raises :class:`ForeignIndex`; a damaged
+    one of danlu's is set aside and started afresh, which loses nothing: the folders hold the
+    truth."""
     path = root / INDEX_FILE
-    for attempt in (1, 2):
+    made = False
+    for _ in range(4):
+        owner = owner_of(path)
+        if owner == "foreign":
+            raise _foreign(path)
+        if owner is None:
+            _create(path)
+            made = True
+            continue
         conn = sqlite3.connect(path, timeout=30)
         try:
-            version = conn.execute("PRAGMA user_version").fetchone()[0]
-            if version not in (0, SCHEMA_VERSION):
-                raise sqlite3.DatabaseError(f"index format {version}")
-            cols = ", ".join(f"{c} {'TEXT PRIMARY KEY' if c == 'path' else ''}" for c in COLUMNS)
-            conn.execute(f"CREATE TABLE IF NOT EXISTS runs ({cols})")
-            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-            conn.commit()
-            return conn
-        except sqlite3.DatabaseError:
+            _check_format(conn)
+            return conn, made
+        except sqlite3.DatabaseError as err:
             conn.close()
-            if attempt == 2:
+            if not _is_damage(err):
                 raise
-            path.unlink(missing_ok=True)
-    raise AssertionError("unreachable")
+            _set_aside(path)
+    raise UserError(f"{path}: cannot keep danlu's runs index there (it keeps being replaced); "
+                    f"list the runs again")
+
+
+def _check_format(conn: sqlite3.Connection) -> None:
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    cols = tuple(r[1] for r in conn.execute("PRAGMA table_info(runs)"))
+    if version != SCHEMA_VERSION or cols != COLUMNS:
+        raise _Damaged(f"index format {version}, columns {cols}")
+    if conn.execute("PRAGMA application_id").fetchone()[0] != APPLICATION_ID:   # made before the id
+        conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+        conn.commit()
+    conn.execute("SELECT COUNT(*) FROM runs").fetchone()   # reads the table's pages
 
 
 def _upsert(conn: sqlite3.Connection, row: dict) -> None:
@@ -166,65 +297,81 @@ def _check_root(runs_dir) -> Path:
     return root
 
 
-def refresh_index(runs_dir="runs", *, rebuild: bool = False) -> int:
-    """Bring the index up to date with the folders; ``rebuild`` reads every run again.
-    Returns the number of runs indexed."""
-    root = _check_root(runs_dir)
-    if rebuild:
-        (root / INDEX_FILE).unlink(missing_ok=True)
-    conn = _connect(root)
-    try:
+def _scan(conn: sqlite3.Connection, root: Path, rebuild: bool = False) -> int:
+    """Bring the table up to date with the folders below ``root``; the number of runs it holds."""
+    with conn:
+        if rebuild:
+            conn.execute("DELETE FROM runs")
         known = dict(conn.execute("SELECT path, stamp FROM runs").fetchall())
         seen = set()
-        with conn:
-            for run_dir in find_run_dirs(root):
-                rel = run_dir.relative_to(root).as_posix()
-                seen.add(rel)
-                if known.get(rel) == _stamp(run_dir):
-                    continue
-                row = read_run(run_dir, root)
-                if row is not None:
-                    _upsert(conn, row)
-            for rel in set(known) - seen:
-                conn.execute("DELETE FROM runs WHERE path = ?", (rel,))
-        return conn.execute("SELECT COUNT(*) FROM runs").fetchone()[0]
-    finally:
-        conn.close()
+        for run_dir in find_run_dirs(root):
+            rel = run_dir.relative_to(root).as_posix()
+            seen.add(rel)
+            if known.get(rel) == _stamp(run_dir):
+                continue
+            row = read_run(run_dir, root)
+            if row is not None:
+                _upsert(conn, row)
+        for rel in set(known) - seen:
+            conn.execute("DELETE FROM runs WHERE path = ?", (rel,))
+    return conn.execute("SELECT COUNT(*) FROM runs").fetchone()[0]
+
+
+def _with_index(root: Path, work):
+    """``work(conn, made)`` on the index of ``root``; if the index turns out damaged part way
+    (a page that only a full read reaches), it is set aside and the work done once more."""
+    for attempt in (1, 2):
+        conn, made = _connect(root)
+        try:
+            return work(conn, made)
+        except sqlite3.DatabaseError as err:
+            if attempt == 2 or not _is_damage(err):
+                raise
+            conn.close()
+            if owner_of(root / INDEX_FILE) != "danlu":
+                raise
+            _set_aside(root / INDEX_FILE)
+        finally:
+            conn.close()
+    raise AssertionError("unreachable")
+
+
+def refresh_index(runs_dir="runs", *, rebuild: bool = False) -> int:
+    """Bring the index up to date with the folders; ``rebuild`` reads every run again.
+    Returns the number of runs indexed. A file named index.sqlite that danlu did not create
+    raises :class:`ForeignIndex` and is left as it is."""
+    root = _check_root(runs_dir)
+    return _with_index(root, lambda conn, made: _scan(conn, root, rebuild))
 
 
 def index_root_for(run_dir) -> Path:
-    """Where a run's index lives: the nearest folder above it that already has an index, else
-    its recipe's ``output.runs_dir`` if that holds it, else the folder above it."""
-    run_dir = Path(run_dir).resolve()
-    for parent in run_dir.parents:
-        if (parent / INDEX_FILE).is_file():
-            return parent
-    try:
-        import yaml
+    """Where a run's index lives: the runs folder it was created in — the folder holding it, or,
+    for a run inside a folder danlu made to hold several runs (``cv-<name>``, ``tune-<name>``,
+    marked as such), the folder holding that one. Never a folder further up: an index.sqlite
+    higher up is not this run's."""
+    from ._rundir import read_marker
 
-        recipe = yaml.safe_load((run_dir / "recipe.yaml").read_text(encoding="utf-8")) or {}
-        runs_dir = Path((recipe.get("output") or {}).get("runs_dir") or "runs").resolve()
-        if runs_dir in run_dir.parents:
-            return runs_dir
-    except (OSError, ValueError, AttributeError):
-        pass
-    return run_dir.parent
+    root = Path(run_dir).resolve().parent
+    while root.parent != root and (read_marker(root) or {}).get("kind") in MULTI_RUN_KINDS:
+        root = root.parent
+    return root
 
 
 def index_run(run_dir, runs_dir=None) -> Path:
     """Add (or update) one run in its index — what ``train`` calls when a run finishes.
-    Returns the index file's path."""
+    Returns the index file's path. Raises :class:`ForeignIndex` (a UserError; the index is
+    not updated, nothing is changed) when a file of the index's name there is not danlu's."""
     run_dir = Path(run_dir).resolve()
     root = Path(runs_dir).resolve() if runs_dir is not None else index_root_for(run_dir)
     row = read_run(run_dir, root)
     if row is None:
         raise UserError(f"{run_dir}: not a danlu run directory (no readable recipe.yaml)")
-    conn = _connect(root)
-    try:
+
+    def add(conn, made):
         with conn:
             _upsert(conn, row)
-    finally:
-        conn.close()
+
+    _with_index(root, add)
     return root / INDEX_FILE
 
 
@@ -242,14 +389,23 @@ def list_runs(runs_dir="runs", filters=(), sort: str | None = None, *, refresh: 
     """
     root = _check_root(runs_dir)
     parsed = [parse_filter(f) for f in filters]
-    if refresh or rebuild or not (root / INDEX_FILE).is_file():
-        refresh_index(root, rebuild=rebuild)
-    conn = _connect(root)
-    try:
+
+    def read(conn, made):
+        if refresh or rebuild or made:
+            _scan(conn, root, rebuild)
         conn.row_factory = sqlite3.Row
-        rows = [dict(r) for r in conn.execute("SELECT * FROM runs")]
-    finally:
-        conn.close()
+        return [dict(r) for r in conn.execute("SELECT * FROM runs")]
+
+    try:
+        rows = _with_index(root, read)
+    except ForeignIndex as err:   # the runs are listed all the same, from the folders
+        print(f"danlu: warning: {err}; listing the runs from their folders", file=sys.stderr)
+        conn = sqlite3.connect(":memory:")
+        try:
+            conn.execute(_create_sql())
+            rows = read(conn, True)
+        finally:
+            conn.close()
     for row in rows:
         row["recipe"] = json.loads(row.pop("recipe_json"))
         row["summary"] = json.loads(row.pop("summary_json")) if row["summary_json"] else None

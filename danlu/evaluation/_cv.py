@@ -159,7 +159,7 @@ def cross_validate(recipe, folds: int = 5, out_dir=None, *, progress: str | None
     numbered suffix instead. ``progress`` is passed to each fold's training; one line per fold is
     written to ``stream`` (stderr). ``callbacks`` are added to every fold's run.
     """
-    from .. import _run
+    from .. import _run, _rundir
     from ..data import labelled_rows
     from ..recipe import Recipe
 
@@ -175,7 +175,7 @@ def cross_validate(recipe, folds: int = 5, out_dir=None, *, progress: str | None
     root = _free_dir(base)
     if root != base and out_dir is not None:
         print(f"cv: {base} is not empty; writing to {root} instead", file=stream)
-    root.mkdir(parents=True, exist_ok=True)
+    _rundir.plan_dir(root, flag="--out", kind="cv").create()   # made and marked as danlu's (.danlu-run)
 
     results = []
     for k, rows in enumerate(assignment, start=1):

@@ -29,6 +29,8 @@ from pathlib import Path
 
 from ..errors import UserError
 
+LR_FIND_KIND = "lr-find"   # the kind in the .danlu-run marker of the folders lr-find creates
+
 RULES = ("steepest", "min10")
 FULL_SWEEP = "swept the whole range"
 SKIP_START = 3      # the first smoothed points rest on one or two batches: too noisy to rank
@@ -63,11 +65,17 @@ class LRFindResult:
         return plot_lr_find(self, Path(path))
 
     def save(self, out_dir: str | Path) -> Path:
-        """Write ``lr_find.png`` and ``lr_find.json`` into ``out_dir`` (created)."""
+        """Write ``lr_find.png`` and ``lr_find.json`` into ``out_dir``: a new or empty folder,
+        created and marked as danlu's, or one an earlier save made (marked)."""
+        from .. import _rundir
         from ..training._checkpoint import atomic_write_text
 
         out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
+        if (_rundir.read_marker(out) or {}).get("kind") != LR_FIND_KIND:
+            if out.is_dir() and any(out.iterdir()):
+                raise UserError(f"{out}: already exists and is not empty; lr-find writes into a new or empty "
+                                f"folder — choose another -o")
+            _rundir.plan_dir(out, flag="-o", kind=LR_FIND_KIND).create()
         self.out_dir = out
         self.plot(out / "lr_find.png")
         atomic_write_text(out / "lr_find.json", json.dumps(self.to_json(), indent=1))

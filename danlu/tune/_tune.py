@@ -23,9 +23,11 @@ import os
 import socket
 import sys
 import warnings
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .._rundir import MARKER, plan_dir, read_marker
 from ..errors import RecipeError, UserError, did_you_mean
 from ._lr_find import unique_dir
 from ._space import Space, load_space, with_values
@@ -34,6 +36,8 @@ SAMPLERS = ("grid", "random", "tpe", "anneal")
 HEARTBEAT_S = 60     # a running trial tells the database it is alive this often
 GRACE_S = 300        # ... and is failed by other workers after this long without a sign
 TRIAL_PREFIX = "trial-"
+TUNE_KIND = "tune"   # the kind in the .danlu-run marker of a study's folder
+STUDY_FILES = ("study.db", "tune.json")   # what a study's folder from before markers holds
 
 
 def _optuna():
@@ -99,16 +103,18 @@ def tune(recipe, space, *, trials: int = 20, sampler: str = "tpe", storage=None,
     optuna = _optuna()
     metric, direction = _objective_of(recipe, metric, direction)
     out = Path(out_dir) if out_dir is not None else Path(recipe.output.runs_dir) / f"tune-{recipe.name or 'run'}"
-    out.mkdir(parents=True, exist_ok=True)
+    target = plan_tune_dir(out)   # None: the folder of a study, continued
     study_name = study or recipe.name or "study"
 
     quiet = optuna.logging.get_verbosity()
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # danlu prints its own line per trial
     try:
-        storage_obj, url = _open_storage(optuna, storage, out)
-        the_study = _open_study(optuna, storage_obj, url, study_name, direction, metric,
-                                _make_sampler(optuna, sampler, space, recipe.seed, trials),
-                                pruner if pruner is not None else _make_pruner(optuna, prune))
+        # a new folder is created and marked here, and removed again if the study cannot be opened
+        with target.claim(lock=False) if target is not None else nullcontext():
+            storage_obj, url = _open_storage(optuna, storage, out)
+            the_study = _open_study(optuna, storage_obj, url, study_name, direction, metric,
+                                    _make_sampler(optuna, sampler, space, recipe.seed, trials),
+                                    pruner if pruner is not None else _make_pruner(optuna, prune))
         interrupted = fail_interrupted(the_study, storage_obj)
         _note_sampler(the_study, sampler, trials, url)
         if interrupted and progress:
@@ -120,6 +126,30 @@ def tune(recipe, space, *, trials: int = 20, sampler: str = "tpe", storage=None,
         optuna.logging.set_verbosity(quiet)
     result.interrupted = interrupted
     return result
+
+
+def is_tune_dir(path: Path) -> bool:
+    """A folder danlu made for a study: marked so, or (from before markers) holding the files a
+    study writes."""
+    path = Path(path)
+    if not path.is_dir():
+        return False
+    if (read_marker(path) or {}).get("kind") == TUNE_KIND:
+        return True
+    return any((path / name).is_file() for name in STUDY_FILES)
+
+
+def plan_tune_dir(out: Path):
+    """The study's folder, checked before anything is written: a folder of a study is continued
+    (None is returned); a new or empty one is planned with danlu._rundir (created and marked on
+    claim); any other folder that holds something is refused — it is the user's."""
+    if is_tune_dir(out):
+        return None
+    if out.is_dir() and any(out.iterdir()):
+        raise UserError(f"{out}: already exists and is not the folder of a danlu study (no {MARKER} marker, "
+                        f"{' or '.join(STUDY_FILES)}); choose another -o for a new study, or give the folder "
+                        f"of the study to continue")
+    return plan_dir(out, flag="-o", kind=TUNE_KIND)
 
 
 def _objective_of(recipe, metric: str | None, direction: str) -> tuple[str, str]:
