@@ -206,6 +206,21 @@ _Loader.add_constructor(_INT_TAG, _construct_int)
 _Loader.add_constructor(_FLOAT_TAG, _construct_float)
 
 
+class _Dumper(yaml.SafeDumper):
+    """PyYAML's safe dumper that quotes text which reads as something else either here (``1e3``,
+    ``0o17``) or in plain YAML 1.1 (``1:30``, ``yes``), so every reader gets the text back."""
+
+
+_Dumper.yaml_implicit_resolvers = {
+    first: list(yaml.SafeDumper.yaml_implicit_resolvers.get(first, [])) + list(resolvers)
+    for first, resolvers in _Loader.yaml_implicit_resolvers.items()}
+
+
+def dumps(data) -> str:
+    """YAML text of plain data that :func:`loads` reads back to the same values and types."""
+    return yaml.dump(plain(data), Dumper=_Dumper, sort_keys=False, allow_unicode=True)
+
+
 def loads(text: str, *, keep_text: bool = False):
     """Plain data of one YAML document. Raises :class:`YamlRefused` for a refused shape and
     ``yaml.YAMLError`` for bad syntax. ``keep_text`` keeps numbers as YamlInt / YamlFloat."""

@@ -563,9 +563,9 @@ class Recipe(Node):
         return _thaw(self)
 
     def to_yaml(self) -> str:
-        import yaml
+        from ._yaml import dumps
 
-        return yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True)
+        return dumps(self.to_dict())   # text that reads as a number (name: '1e3') is quoted
 
     def _check_cross(self, source: str):
         from ._rundir import check_run_name

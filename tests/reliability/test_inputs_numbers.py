@@ -107,3 +107,16 @@ def test_search_space_files_read_numbers_too(tmp_path):
     data = load_yaml(path)
     spec = data["optimizer.lr"]
     assert spec["low"] == 1e-5 and type(spec["low"]) is float and math.isclose(spec["high"], 0.1)
+
+
+def test_resolved_recipe_reads_back_the_same_with_either_yaml_reader(tmp_path):
+    import yaml
+
+    r = _recipe(tmp_path, "data: {source: csv, path: x.csv, label: '0o17', features: ['010', 2e5, 3]}\n"
+                          "name: 1e3\noutput: {runs_dir: '1:30'}\noptimizer: {lr: 3e-4, eps: 1e-8}\n")
+    text = r.to_yaml()
+    again = tmp_path / "again.yaml"
+    again.write_text(text, encoding="utf-8")
+    assert Recipe.from_yaml(again).to_dict() == r.to_dict()
+    assert yaml.safe_load(text) == r.to_dict()   # danlu's other readers use plain PyYAML
+    assert r.data.features == ["010", "2e5", 3] and r.data.label == "0o17" and r.output.runs_dir == "1:30"
