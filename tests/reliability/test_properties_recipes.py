@@ -10,7 +10,7 @@ import math
 
 import yaml
 from properties_kit import budget
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from danlu.errors import UserError
@@ -33,6 +33,8 @@ PATHS = st.one_of(
     st.sampled_from(LEAF_PATHS + MODEL_PATHS + ODD_PATHS),
     st.text(min_size=1, max_size=12).map(lambda s: "junk." + s),
     st.tuples(st.sampled_from(SECTIONS), st.text(min_size=1, max_size=8)).map(".".join),   # unknown keys
+    st.tuples(st.sampled_from(SECTIONS), st.sampled_from(["a\nb", "a\rb", "a\x0cb", "a\u2028b", "a\x85b"])).map(
+        ".".join),
 )
 
 # number spellings, YAML 1.1 oddities, control characters, scripts, bidi marks
@@ -90,11 +92,15 @@ def _validish(field: Field):
         item = field.item or int
         item = item[0] if isinstance(item, tuple) else item
         options.append(st.lists(st.integers(0, 6) if item in (int, float) else st.text(max_size=4), max_size=3))
-    return st.one_of(options) if options else st.none()
+    options.append(st.none())   # `key:` with nothing after it
+    return st.one_of(options)
 
 
 VALIDISH = st.sampled_from(sorted(FIELDS)).flatmap(lambda p: st.tuples(st.just(p), _validish(FIELDS[p])))
-MUTATIONS = st.lists(st.tuples(PATHS, VALUES) | VALIDISH | VALIDISH, min_size=1, max_size=3)
+# a list or a mapping where a kind's name goes
+KINDS = st.tuples(st.sampled_from(["model.kind", "optimizer.kind", "loss.kind", "schedule.kind", "data.source"]),
+                  st.sampled_from([["mlp"], {"mlp": 1}, [], {}, [[1]]]))
+MUTATIONS = st.lists(st.one_of(st.tuples(PATHS, VALUES), VALIDISH, VALIDISH, KINDS), min_size=1, max_size=3)
 
 
 def set_path(doc: dict, path: str, value) -> None:
@@ -194,6 +200,8 @@ def train_case(attack, surface: str, text: bytes, note: str, overrides=()):
 
 
 @given(MUTATIONS)
+@example([("loss.label_smoothing", None)])   # found by this property: null reached torch
+@example([("model.kind", ["mlp"])])          # found by this property: an unhashable kind
 def _mutations_prop(attack, mutations):
     train_case(attack, "recipe-yaml", dump(mutated(mutations)).encode(), repr(mutations))
 
@@ -282,6 +290,8 @@ PY_VALUES = VALUES | st.sampled_from([(1, 2), {1, 2}, b"bytes", 1 + 2j, object()
 
 
 @given(st.lists(st.tuples(PATHS, PY_VALUES), min_size=1, max_size=3))
+@example([("model.kind", {"mlp": 1})])   # found by this property: an unhashable kind
+@example([("optimizer.a\nb", 1)])        # found by this property: a key that breaks the line
 def _api_prop(attack, mutations):
     with attack.case("recipe-api", note=repr(mutations)) as case:
         case.arm()
