@@ -261,3 +261,25 @@ def test_server_still_answers_good_rows(client):
     assert response.status_code == 200
     for answer in response.json()["predictions"]:
         assert all(math.isfinite(p) for p in answer["probabilities"].values())
+
+
+def test_numeric_rows_of_array_models_refuse_overflow():
+    from danlu.serve._rows import _numeric_row
+
+    assert list(_numeric_row(0, [[[1.0, 2.0], [3.0, 4.0]]], (1, 2, 2), 4)) == [1.0, 2.0, 3.0, 4.0]
+    for bad in (1e308, -1e39, math.inf, math.nan):
+        with pytest.raises(DataError, match="row 3, value 2: .* is not allowed"):
+            _numeric_row(3, [[[1.0, 2.0], [bad, 4.0]]], (1, 2, 2), 4)
+
+
+def test_server_caps_rows_and_body_size(iris_run):
+    from fastapi.testclient import TestClient
+
+    from danlu.serve import Predictor, create_app
+
+    small = TestClient(create_app(Predictor(iris_run), max_batch=4, max_body=2_000))
+    response = small.post("/predict", json={"rows": [GOOD] * 5})
+    assert response.status_code == 413 and "at most 4" in response.json()["error"]
+    response = small.post("/predict", json={"rows": [GOOD] * 4, "pad": "x" * 3_000})
+    assert response.status_code == 413 and "\n" not in response.json()["error"]
+    assert small.post("/predict", json={"rows": [GOOD] * 4}).status_code == 200
