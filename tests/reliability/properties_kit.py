@@ -7,6 +7,8 @@ in this process (``danlu.cli.main``, stdout and stderr captured), and a verdict:
 
 - clean:   exit 0 with a result that passes the case's oracle, or exit 2 with exactly one
            ``danlu: error: ...`` line, the last on stderr (after any progress lines) and no traceback;
+           `danlu train` / `resume` may also exit 3 with one line: the divergence monitor stopped a
+           run that kept blowing up (documented; the run keeps its last good weights);
 - crash:   any other exit code, an exception out of ``main`` (a bug: exit 1), or a traceback;
 - messy:   exit 2 with more (or other) than one error line;
 - wrong:   exit 0 with a result the oracle refuses;
@@ -39,6 +41,7 @@ import pytest
 from hypothesis import HealthCheck, Phase, settings
 
 VERDICTS = ("clean", "crash", "messy", "wrong")
+EXIT_DIVERGED = 3   # danlu train/resume: the divergence monitor's rescues ran out (README, monitors)
 TALLY: dict[str, Counter] = {}
 FAILURES: list[dict] = []
 
@@ -242,7 +245,13 @@ class Harness:
         """The verdict of one command: see the module docstring. ``oracle()`` checks a result of
         exit 0 (it returns a reason string, or None when the result is correct)."""
         problems = []
-        if result.traceback() or result.code not in (0, 2):
+        if result.code == EXIT_DIVERGED and not result.traceback() and result.argv[:1] in (["train"], ["resume"]):
+            # training kept blowing up and danlu stopped it, as documented: one line, and the run
+            # keeps its last good weights
+            verdict = "clean" if result.one_line_error() else "messy"
+            if verdict == "messy":
+                problems.append(f"exit 3 without exactly one error line: {result.err[:2000]!r}")
+        elif result.traceback() or result.code not in (0, 2):
             verdict = "crash"
             problems.append(f"exit {result.code}; stderr: {result.err[-2000:]}")
         elif result.code == 2:
@@ -330,8 +339,14 @@ def table_rows(n: int = 90) -> list[list[str]]:
     return rows
 
 
+# figures that are undefined on a degenerate split (R² of one row, ROC AUC of one class): danlu
+# writes NaN for them, as scikit-learn would; every other figure must be a finite number
+UNDEFINED_ALLOWED = ("r2", "roc_auc")
+
+
 def finite_summary(run_dir: Path) -> str | None:
-    """The oracle of a finished training run: a summary.json whose figures are all finite."""
+    """The oracle of a finished training run: a summary.json whose figures are all finite (NaN
+    only for a figure that is undefined on its split)."""
     import math
 
     path = run_dir / "summary.json"
@@ -340,7 +355,8 @@ def finite_summary(run_dir: Path) -> str | None:
     summary = json.loads(path.read_text(encoding="utf-8"))
     for split in ("train", "validation", "test"):
         for key, value in (summary.get(split) or {}).items():
-            if isinstance(value, float) and not math.isfinite(value):
+            if isinstance(value, float) and not math.isfinite(value) \
+                    and not (key in UNDEFINED_ALLOWED and math.isnan(value)):
                 return f"summary {split}.{key} is {value}"
     return None
 
