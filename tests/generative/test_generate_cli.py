@@ -73,9 +73,9 @@ def test_bad_flags_are_one_line_errors(diffusion_run, tmp_path, capsys, flags, m
 
 
 def test_runs_that_do_not_generate_are_refused(tmp_path, capsys):
-    run = tmp_path / "cnn"
-    run.mkdir()
-    (run / "recipe.yaml").write_text(Recipe.from_dict({"data": DIGITS, "model": {"kind": "cnn"}}).to_yaml())
+    recipe = {"name": "cnn", "data": DIGITS, "model": {"kind": "cnn", "channels": [4]},
+              "train": {"epochs": 1, "batch_size": 256}}
+    run = danlu.train(recipe, tmp_path / "cnn", progress="none").path   # a real run: hand-made folders are refused earlier
     assert generate(run, "--label", 1) == 2
     assert "does not generate images; danlu generate works on runs of kind diffusion or vae" in capsys.readouterr().err
 

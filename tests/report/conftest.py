@@ -5,7 +5,8 @@ import pytest
 
 # A name that must come out escaped, a warmup + cosine schedule for the per-step LR curve, and a
 # gradient sample every step so that grad_norms.jsonl has a curve.
-IRIS = {"name": "iris <script>alert(1)</script>", "data": {"source": "sklearn", "name": "iris"},
+# (no "/" in it: names are plain folder names)
+IRIS = {"name": "iris <script>alert(1)<script>", "data": {"source": "sklearn", "name": "iris"},
         "model": {"kind": "mlp", "hidden": [8]}, "optimizer": {"lr": 0.02},
         "schedule": {"kind": "cosine", "warmup_steps": 2}, "train": {"epochs": 3, "batch_size": 32},
         "monitors": {"gradients": {"every": 1}}}
