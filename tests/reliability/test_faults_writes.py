@@ -70,6 +70,7 @@ SITES = {
                            p.name == "model.safetensors", 2, 0),
     "checkpoint state tensors": (ck, "save_tensors", lambda p: p.name == "state.safetensors", 2, 0),
     "checkpoint state.json": (ck, "_fsync_file", lambda p: p.name == "state.json", 2, 0),
+    "checkpoint manifest": (ck, "_fsync_file", lambda p: p.name == "manifest.json", 2, 0),
     "checkpoint rename": (os, "replace", lambda p: p.name.startswith(".tmp-step"), 2, 0),
     "final weights": (ck, "save_tensors", lambda p: p.name == ".model.safetensors.tmp", 1, 0),
     "final model.json": (os, "replace", lambda p: p.name == ".model.json.tmp", 1, 0),
