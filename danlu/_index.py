@@ -398,8 +398,9 @@ def list_runs(runs_dir="runs", filters=(), sort: str | None = None, *, refresh: 
 
     try:
         rows = _with_index(root, read)
-    except ForeignIndex as err:   # the runs are listed all the same, from the folders
-        print(f"danlu: warning: {err}; listing the runs from their folders", file=sys.stderr)
+    except (ForeignIndex, OSError, sqlite3.Error) as err:   # the runs are listed all the same, from the folders
+        why = err if isinstance(err, ForeignIndex) else f"{root / INDEX_FILE}: cannot keep the runs index ({err})"
+        print(f"danlu: warning: {why}; listing the runs from their folders", file=sys.stderr)
         conn = sqlite3.connect(":memory:")
         try:
             conn.execute(_create_sql())

@@ -211,3 +211,21 @@ def test_the_index_is_the_runs_folders_never_one_further_up(finished, tmp_path):
     shutil.copytree(finished, runs / "mine" / "b")
     assert index_root_for(runs / "mine" / "b") == (runs / "mine").resolve()
     assert not os.path.lexists(runs / "cv-x" / INDEX_FILE)
+
+
+def test_runs_are_listed_when_no_index_can_be_written(finished, tmp_path, monkeypatch, capsys):
+    import errno
+
+    from danlu import _index
+
+    runs = tmp_path / "runs"
+    shutil.copytree(finished, runs / "a")
+
+    def read_only(path):
+        raise OSError(errno.EROFS, "Read-only file system", str(path))
+
+    monkeypatch.setattr(_index, "_create", read_only)
+    assert [row["path"] for row in list_runs(runs)] == ["a"]
+    warned = _warnings(capsys.readouterr().err)
+    assert len(warned) == 1 and "Read-only file system" in warned[0]
+    assert sorted(p.name for p in runs.iterdir()) == ["a"]
