@@ -229,7 +229,10 @@ def _set_aside(path: Path) -> None:
     from ._rundir import numbered
 
     aside = numbered(path.with_name(f"{path.name}.damaged"))
-    os.rename(path, aside)
+    try:
+        os.rename(path, aside)
+    except FileNotFoundError:   # another danlu process set it aside first
+        return
     print(f"danlu: warning: {path}: danlu's runs index was damaged; moved it to {aside.name} and "
           f"rebuilding it from the run folders", file=sys.stderr)
 
