@@ -182,7 +182,7 @@ def test_an_index_from_before_the_application_id_is_still_danlus(finished, tmp_p
     conn = sqlite3.connect(runs / INDEX_FILE)   # as danlu wrote it before: format 1, the runs table, no id
     conn.execute(f"CREATE TABLE runs ({', '.join(f'{c} TEXT PRIMARY KEY' if c == 'path' else c for c in COLUMNS)})")
     conn.execute("PRAGMA user_version = 1")
-    conn.execute(f"INSERT INTO runs (path, stamp) VALUES ('gone', '-')")
+    conn.execute("INSERT INTO runs (path, stamp) VALUES ('gone', '-')")
     conn.commit()
     conn.close()
     assert owner_of(runs / INDEX_FILE) == "danlu"
