@@ -117,11 +117,12 @@ class ConvergenceMonitor:
         if len(losses) < self.span:
             return
         # A training loss that bounces from batch noise while the validation loss trends down,
-        # is at its best now or does not move is noise at the floor, not steps that overshoot.
+        # is at its best now, does not move or moves smoothly is noise at the floor, not steps
+        # that overshoot: those shake the validation loss too.
         val = val[-self.span:]
         if all(finite(v) for v in val):
             flat = max(val) - min(val) <= _VAL_FLAT * sum(val) / len(val)
-            if trend(val) < 0 or val[-1] <= min(val) or flat:
+            if trend(val) < 0 or val[-1] <= min(val) or flat or not self._swings(val, _SWING):
                 return
         seg = losses[-self.span:]
         if sum(seg) / len(seg) < _FLOOR * losses[0]:
@@ -130,9 +131,16 @@ class ConvergenceMonitor:
         changes = sum(1 for a, b in zip(diffs, diffs[1:]) if a * b < 0)
         swing = sum(abs(d) for d in diffs) / len(diffs) / (sum(seg) / len(seg))
         net = abs(seg[-1] - seg[0]) / seg[0]
-        if changes >= _SWING_SIGNS * (len(diffs) - 1) and swing > _SWING * self.tol and net < swing:
+        if self._swings(seg, _SWING) and net < swing:
             self.swing_reported = True
             report(state, "lr_too_high", self.lang, changes=changes, epochs=len(seg), swing=swing, net=net)
+
+    def _swings(self, seg: list, size: float) -> bool:
+        """Most epoch-to-epoch differences change sign, by more than ``size * tol`` on average."""
+        diffs = [b - a for a, b in zip(seg, seg[1:])]
+        changes = sum(1 for a, b in zip(diffs, diffs[1:]) if a * b < 0)
+        swing = sum(abs(d) for d in diffs) / len(diffs) / (sum(seg) / len(seg))
+        return changes >= _SWING_SIGNS * (len(diffs) - 1) and swing > size * self.tol
 
     def _check_slow(self, state, losses: list) -> None:
         if len(losses) < self.span:

@@ -103,7 +103,7 @@ def decide(events: list, fit: dict | None = None) -> dict:
     explains = []
     if cause is not None:
         explains = [k for k in found if k != cause and k in _SYMPTOMS.get(_group(cause), ())
-                    and _group(k) != _group(cause)]
+                    and _group(k) != _group(cause) and k not in _NEWS]
         explains += [k for k in found if k != cause and k in _BLOW_UP and _group(cause) == "blow_up"]
     also = [k for k in found if k != cause and k not in explains and k not in _NEWS and k != "verdict"]
     kept = {cause, *also} - {None}
@@ -117,7 +117,7 @@ def decide(events: list, fit: dict | None = None) -> dict:
     else:
         verdict = {"cause": cause, "sure": _sure(cause, found[cause]), "evidence": found[cause]}
     verdict.update(explains=explains, also=also, forbid=sorted(_forbidden(kept, set(found))), skill=the_skill,
-                   news=cured + [k for k in _NEWS if k in found and k not in explains])
+                   news=cured + [k for k in _NEWS if k in found])
     return verdict
 
 
