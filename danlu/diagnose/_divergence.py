@@ -394,8 +394,9 @@ class DivergenceMonitor:
             "rescues": self.rescues, "skip_batches": sorted(list(b) for b in self.skip_batches),
             "snapshot": self.snapshot, "since_snapshot": self.since_snapshot,
             "snapshot_due": self.snapshot_due, "trivial": self.trivial, "initial": self.initial,
-            "majority": self.majority, "safe": self.safe, "start": self.start, "best_val": self.best_val, "learned": self.learned,
-            "probation": self.probation, "prev_train": self.prev_train, "suspect": self.suspect, "rescue_epoch": self.rescue_epoch,
+            "majority": self.majority, "safe": self.safe, "start": self.start, "best_val": self.best_val,
+            "learned": self.learned, "probation": self.probation, "prev_train": self.prev_train,
+            "suspect": self.suspect, "rescue_epoch": self.rescue_epoch,
         }
 
     def load_state_dict(self, d: dict) -> None:

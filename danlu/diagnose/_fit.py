@@ -207,8 +207,8 @@ def overfitting_facts(val: list, train: list, patience: int) -> dict | None:
     risen = val[-1] > best_val + _RISEN * abs(best_val) and trend(val[best:]) >= _RISEN * abs(best_val)
     if not (risen and _falling(train[best:])):
         return None
-    return {"variant": "rising", "epochs": since, "began_epoch": best + 1, "best_val_loss": best_val, "val_loss": val[-1],
-            "train_loss": train[-1], "gap": val[-1] - train[-1]}
+    return {"variant": "rising", "epochs": since, "began_epoch": best + 1, "best_val_loss": best_val,
+            "val_loss": val[-1], "train_loss": train[-1], "gap": val[-1] - train[-1]}
 
 
 def _falling(losses: list) -> bool:

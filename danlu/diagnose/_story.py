@@ -394,7 +394,8 @@ def _remedy_kind(verdict: dict, events: list) -> str:
     cause = verdict["cause"]
     if cause in _DIVERGENCE + ("collapse",):
         seen = {e.get("kind") for e in events}
-        return next(k for k in ("rescue_exhausted", "rescue", "collapse", "divergence", cause) if k in seen or k == cause)
+        order = ("rescue_exhausted", "rescue", "collapse", "divergence", cause)
+        return next(k for k in order if k in seen or k == cause)
     return cause
 
 

@@ -175,16 +175,17 @@ _FACTS = {
         "早停在第 {epoch} 轮结束了训练，而训练损失在最后 {window} 轮里仍下降了 {gain}"),
     "overfitting": {
         "rising": (
-        "validation loss rose for {epochs} epochs while training loss fell; it began after epoch "
-        "{began_epoch} (best val_loss {best_val_loss}); at epoch {epoch} val_loss is {val_loss}, training "
-        "loss {train_loss}, gap {gap}",
-        "训练损失下降的同时验证损失连续 {epochs} 轮上升；从第 {began_epoch} 轮之后开始（最佳 val_loss "
-        "{best_val_loss}）；第 {epoch} 轮 val_loss 为 {val_loss}，训练损失 {train_loss}，差距 {gap}"),
-        "gap": ("from epoch {began_epoch} on the model is clearly better on its training rows than on validation: "
-              "at epoch {epoch} training {metric} {train_value} vs validation {val_value} (gap {gap}); "
-              "loss {train_loss} vs {val_loss}",
-              "从第 {began_epoch} 轮起模型在训练集上明显好于验证集：第 {epoch} 轮训练集 {metric} {train_value}，"
-              "验证集 {val_value}（差距 {gap}）；损失 {train_loss} 对 {val_loss}"),
+            "validation loss rose for {epochs} epochs while training loss fell; it began after epoch "
+            "{began_epoch} (best val_loss {best_val_loss}); at epoch {epoch} val_loss is {val_loss}, training "
+            "loss {train_loss}, gap {gap}",
+            "训练损失下降的同时验证损失连续 {epochs} 轮上升；从第 {began_epoch} 轮之后开始（最佳 val_loss "
+            "{best_val_loss}）；第 {epoch} 轮 val_loss 为 {val_loss}，训练损失 {train_loss}，差距 {gap}"),
+        "gap": (
+            "from epoch {began_epoch} on the model is clearly better on its training rows than on validation: "
+            "at epoch {epoch} training {metric} {train_value} vs validation {val_value} (gap {gap}); "
+            "loss {train_loss} vs {val_loss}",
+            "从第 {began_epoch} 轮起模型在训练集上明显好于验证集：第 {epoch} 轮训练集 {metric} {train_value}，"
+            "验证集 {val_value}（差距 {gap}）；损失 {train_loss} 对 {val_loss}"),
     },
     "underfitting": {
         "metric": ("after epoch {epoch} the training {metric} is {value}, no better than a trivial predictor "
