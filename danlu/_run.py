@@ -482,7 +482,7 @@ def resume(run_dir: str | Path, checkpoint: str | None = None, *, progress: str 
     if _is_rl(recipe):
         from .rl import resume_rl
 
-        return resume_rl(run_dir, checkpoint, progress=progress)
+        return resume_rl(run_dir, checkpoint, progress=progress, force_foreign_checkpoint=force_foreign_checkpoint)
     if _has_base(recipe) and not (run_dir / "summary.json").is_file():
         raise UserError(f"{run_dir}: runs that start from a pretrained backbone (base:) cannot be resumed yet; "
                         f"train again with `danlu finetune {run_dir / 'recipe.yaml'}`")

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import torch
 
+from .. import _integrity as integrity
 from .. import _run
 from .._rundir import lock_run
 from ..errors import CheckpointError, RecipeError, UserError
@@ -292,9 +293,11 @@ def train_rl(recipe: Recipe | dict, run_dir: str | Path | None = None, *, overwr
         return _run.Run(path, fit(run, path, progress))
 
 
-def resume_rl(run_dir: str | Path, checkpoint: str | None = None, progress: str | None = None) -> "_run.Run":
+def resume_rl(run_dir: str | Path, checkpoint: str | None = None, progress: str | None = None,
+              force_foreign_checkpoint: bool = False) -> "_run.Run":
     """Continue an RL run from its newest checkpoint (or the one named); a finished run is left
-    as it is unless a checkpoint is named."""
+    as it is unless a checkpoint is named. A checkpoint written by another run is refused unless
+    ``force_foreign_checkpoint``."""
     run_dir = Path(run_dir)
     recipe = _run.read_run_recipe(run_dir)
     if (run_dir / "summary.json").is_file() and checkpoint is None:
@@ -303,8 +306,13 @@ def resume_rl(run_dir: str | Path, checkpoint: str | None = None, progress: str 
         chosen = _choose_checkpoint(run_dir / "checkpoints", checkpoint)
         run = build(recipe)
         if chosen is not None:
-            model_state, saved = ck.read_checkpoint(chosen)
-            _restore(run, model_state, saved)
+            model_state, saved = ck.read_checkpoint(chosen, run_dir=run_dir, force_foreign=force_foreign_checkpoint)
+            try:
+                _restore(run, model_state, saved)
+            except (KeyError, TypeError, ValueError, IndexError, RuntimeError, AttributeError) as err:
+                raise CheckpointError(f"{chosen}: does not fit this run's agent and training state "
+                                      f"({type(err).__name__}); it comes from another run or was damaged — "
+                                      f"resume from another checkpoint with --checkpoint") from None
         return _run.Run(run_dir, fit(run, run_dir, progress))
 
 
@@ -327,9 +335,10 @@ def load_policy(run_dir: str | Path) -> tuple[ActorCritic, dict, Recipe]:
         if not (run_dir / name).is_file():
             raise UserError(f"{run_dir}: {name} is missing — the run has not finished; "
                             f"finish it with `danlu resume {run_dir}`")
-    meta = json.loads((run_dir / "model.json").read_text(encoding="utf-8"))
+    meta = integrity.read_json(run_dir / "model.json")   # refused unless it matches its checksum
     if not meta.get("rl"):
         raise UserError(f"{run_dir}: not a reinforcement-learning run (its recipe has no env.name)")
+    integrity.require(run_dir / "model.json", {"model": dict, "obs_dim": int, "n_actions": int, "env": str}, meta)
     agent = ActorCritic(meta["model"], meta["obs_dim"], meta["n_actions"], source=str(run_dir / "recipe.yaml"))
     agent.load_state_dict(ck.load_weights(run_dir / "model.safetensors"))
     return agent.eval(), meta, recipe

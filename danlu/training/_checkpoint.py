@@ -386,9 +386,11 @@ def load_weights(path: Path, allow_pickle_format: bool = False, device="cpu") ->
             raise CheckpointError(f"{path}: not a valid safetensors file ({err})") from None
     if path.suffix in _FOREIGN:
         if not allow_pickle_format:
-            raise CheckpointError(f"{path}: {path.suffix} files may run code when loaded; convert to "
-                                  f".safetensors, or pass --allow-torch-format to load tensors only "
-                                  f"(weights_only=True)")
+            raise CheckpointError(f"{path}: {path.suffix} files may run code when loaded, and danlu loads "
+                                  f"safetensors only; convert it with safetensors.torch.save_file in your own "
+                                  f"Python session, or, if you trust the file, load it from Python with "
+                                  f"danlu.training._checkpoint.load_weights(path, allow_pickle_format=True) "
+                                  f"(tensors only, weights_only=True)")
         try:
             obj = torch.load(str(path), map_location=device, weights_only=True)
         except Exception as err:  # torch raises many types here; all mean "refused"

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from torch import nn
 
+from .. import _integrity as integrity
 from .. import _run
 from ..errors import RecipeError, UserError
 from ..recipe import Recipe
@@ -210,7 +211,7 @@ def _set_optimizer(state, recipe: Recipe, backbone: list[nn.Parameter]) -> None:
 
 def _record_base(path: Path, recipe: Recipe, pipeline) -> None:
     """model.json says which backbone the weights belong to, so loading can rebuild it."""
-    meta = json.loads((path / "model.json").read_text(encoding="utf-8"))
+    meta = integrity.read_json(path / "model.json")   # as this run just wrote it
     meta["base"] = {"kind": recipe.base.kind, "run": recipe.base.run, "mode": recipe.base.mode,
                     "inputs": getattr(pipeline, "inputs", "features")}
     ck.atomic_write_text(path / "model.json", json.dumps(meta, indent=1))
@@ -225,8 +226,9 @@ def load_text_model(run_dir: str | Path, device="cpu"):
 
     run_dir = Path(run_dir)
     recipe = _run.read_run_recipe(run_dir)
-    meta = json.loads((run_dir / "model.json").read_text(encoding="utf-8"))
-    pipeline = TextPipeline.load(run_dir)
+    meta = integrity.read_json(run_dir / "model.json")   # refused unless it matches its checksum
+    integrity.require(run_dir / "model.json", {"loss_kind": str}, meta)
+    pipeline = TextPipeline.load(run_dir)   # checked the same way
     model = build_model(recipe.model, pipeline.info, output_dim(meta["loss_kind"], pipeline.info))
     if meta.get("target_scaled"):
         model = _run.TargetScaled(model, [0.0] * pipeline.info.n_targets, [1.0] * pipeline.info.n_targets)

@@ -100,11 +100,19 @@ class TextPipeline:
 
     @classmethod
     def load(cls, directory: str | Path) -> "TextPipeline":
-        meta = json.loads((Path(directory) / META_FILE).read_text(encoding="utf-8"))
+        from .. import _integrity as integrity
+        from ..errors import CheckpointError
+
+        path = Path(directory) / META_FILE
+        meta = integrity.read_json(path)   # refused unless it matches its checksum in the run's manifest
         if meta.get("format") != FORMAT:
             raise DataError(f"{directory}: not a text pipeline (format {meta.get('format')!r})")
-        return cls(DataInfo.from_json(meta["info"]), LabelCodec.from_json(meta["labels"]), meta["text_column"],
-                   meta["label_column"], int(meta["max_length"]), meta["inputs"])
+        try:
+            return cls(DataInfo.from_json(meta["info"]), LabelCodec.from_json(meta["labels"]), meta["text_column"],
+                       meta["label_column"], int(meta["max_length"]), meta["inputs"])
+        except (KeyError, TypeError, ValueError, AttributeError) as err:
+            raise CheckpointError(f"{path}: cannot be read ({type(err).__name__}: {err}); the file is damaged or "
+                                  f"was edited — train the run again") from None
 
 
 def is_text_run(run_dir: str | Path) -> bool:

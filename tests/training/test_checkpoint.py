@@ -87,7 +87,7 @@ def test_foreign_formats_refused_unless_allowed(tmp_path):
     model, _ = _state()
     pt = tmp_path / "w.pt"
     torch.save(model.state_dict(), pt)
-    with pytest.raises(CheckpointError, match="--allow-torch-format"):
+    with pytest.raises(CheckpointError, match="safetensors only; convert it with safetensors.torch.save_file"):
         ck.load_weights(pt)
     loaded = ck.load_weights(pt, allow_pickle_format=True)
     assert torch.equal(loaded["0.weight"], model.state_dict()["0.weight"])
