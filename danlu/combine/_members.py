@@ -13,7 +13,6 @@ still ask for the same shape (a student learns from its teacher's outputs on the
 """
 from __future__ import annotations
 
-import json
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,7 +31,9 @@ def data_identity(recipe, run_dir: Path | None = None) -> dict:
     data = {k: v for k, v in recipe.data.items() if k not in BATCH_ONLY_KEYS}
     rows = None
     if run_dir is not None and (Path(run_dir) / "rows.json").is_file():
-        rows = json.loads((Path(run_dir) / "rows.json").read_text(encoding="utf-8"))
+        from .._integrity import read_json
+
+        rows = read_json(Path(run_dir) / "rows.json")   # refused unless it matches its checksum
     return {"seed": recipe.seed, "data": _plain(data), "rows": rows}
 
 

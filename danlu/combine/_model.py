@@ -19,7 +19,6 @@
 from __future__ import annotations
 
 import copy
-import json
 from pathlib import Path
 
 import torch
@@ -34,10 +33,11 @@ def read_ensemble(path) -> dict:
     from ._ensemble import RESULT_FILE
 
     file = Path(path) / RESULT_FILE
-    try:
-        result = json.loads(file.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as err:
-        raise UserError(f"{file}: cannot be read as JSON ({err}); run `danlu ensemble` again") from None
+    from .._integrity import read_json
+
+    if not file.is_file():
+        raise UserError(f"{file}: not found; give the folder `danlu ensemble` wrote, or run it again")
+    result = read_json(file)   # refused unless it matches its checksum in the folder's manifest
     if not isinstance(result, dict) or not isinstance(result.get("members"), list) or "method" not in result:
         raise UserError(f"{file}: not an ensemble written by `danlu ensemble`; run it again")
     return result

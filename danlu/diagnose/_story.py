@@ -309,10 +309,9 @@ def story(run_dir, lang: str | None = None) -> str:
     metrics = read_jsonl(run / "metrics.jsonl")
     recipe = _read_recipe(run / "recipe.yaml")
     summary_path = run / "summary.json"
-    try:
-        summary = json.loads(summary_path.read_text(encoding="utf-8")) if summary_path.is_file() else None
-    except ValueError:
-        summary = None
+    from .._integrity import read_json
+
+    summary = read_json(summary_path) if summary_path.is_file() else None   # refused unless it matches its checksum
     verdict = _recorded_verdict(events)
     parts = [_overview(run, recipe, metrics, summary, lang), _happened(events, lang), _did(events, lang),
              _verdict_text(verdict, events, lang), _next(verdict, events, recipe, lang)]

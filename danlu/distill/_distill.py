@@ -150,7 +150,9 @@ def _facts(path: Path, summary: dict | None) -> dict:
     from .. import _run
 
     if summary is None and (path / "summary.json").is_file():
-        summary = json.loads((path / "summary.json").read_text(encoding="utf-8"))
+        from .._integrity import read_json
+
+        summary = read_json(path / "summary.json")   # refused unless it matches its checksum
     test = summary["test"] if summary and "test" in summary else _run.evaluate(path, "test")["test"]
     recipe = _run.read_run_recipe(path)
     run = (summary or {}).get("run", {})

@@ -6,7 +6,6 @@ is not a run at all (no recipe.yaml) is refused.
 """
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -69,13 +68,11 @@ def read_run(run_dir: str | Path) -> RunFiles:
 
 
 def _read_json(path: Path) -> dict:
+    from .._integrity import read_json
+
     if not path.is_file():
-        return {}
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except ValueError:
-        return {}  # a summary cut by a kill: treat the run as unfinished
-    return data if isinstance(data, dict) else {}
+        return {}   # not written yet: an unfinished run
+    return read_json(path)   # refused unless it matches its checksum (writes are atomic: never cut)
 
 
 def number(value) -> float:

@@ -6,7 +6,6 @@ language it was trained in.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from .._jsonl import read_jsonl
@@ -66,7 +65,11 @@ def story_rl(run_dir: str | Path, lang: str = "en") -> str:
     summary_path = run_dir / "summary.json"
     unsolved = False
     if summary_path.is_file():
-        test = json.loads(summary_path.read_text(encoding="utf-8"))["test"]
+        from .._integrity import read_json, require
+
+        summary = read_json(summary_path)   # refused unless it matches its checksum
+        require(summary_path, {"test": dict}, summary)
+        test = summary["test"]
         verdicts = _t("verdict", lang)
         verdict = verdicts[2] if test["solved"] is None else verdicts[0 if test["solved"] else 1]
         unsolved = test["solved"] is False
