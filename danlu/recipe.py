@@ -360,8 +360,13 @@ def _is_type(value, t) -> bool:
 
 def _check_field(field: Field, value, where: str):
     if value is None:
-        if field.nullable:
+        # null is a value only where the default is null, or where the key's doc says what null means
+        # (max_leaf_nodes: "null: no limit"); elsewhere it would reach the code as None
+        if field.nullable and (field.default is None or "null" in field.doc):
             return None
+        if field.nullable:
+            raise RecipeError(f"{where} must be {_type_name(field.type)}, got null; leave the key out for its "
+                              f"default ({json.dumps(field.default)})")
         raise RecipeError(f"{where} must be {_type_name(field.type)}, got null")
     if isinstance(value, tuple):
         value = list(value)
@@ -459,6 +464,9 @@ def _check_section(section: Section, data, where: str, source: str) -> dict:
     if section.by_kind is not None:
         kinds = section.by_kind()
         kind = data.get("kind", fields["kind"].default)
+        if not isinstance(kind, str):   # a list or mapping cannot name a kind (nor be looked up)
+            raise RecipeError(f"{source}: {prefix}kind must be the name of one of {', '.join(sorted(kinds))}; "
+                              f"got {_shown(kind)}")
         if kind not in kinds:
             raise RecipeError(f"{source}: {prefix}kind must be one of {', '.join(sorted(kinds))}; "
                               f"got {kind!r}{did_you_mean(kind, kinds)}")
@@ -469,7 +477,8 @@ def _check_section(section: Section, data, where: str, source: str) -> dict:
     out = {}
     for key in data:
         if key not in fields:
-            raise RecipeError(f"{source}: unknown key {prefix}{key}{did_you_mean(key, fields)}; "
+            shown = key if isinstance(key, str) and key.isprintable() else repr(key)   # one line, always
+            raise RecipeError(f"{source}: unknown key {prefix}{shown}{did_you_mean(key, fields)}; "
                               f"allowed: {', '.join(sorted(fields))}")
     for key, spec in fields.items():
         path = f"{prefix}{key}"
