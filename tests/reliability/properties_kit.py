@@ -40,7 +40,6 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, Phase, settings
 
-VERDICTS = ("clean", "crash", "messy", "wrong")
 EXIT_DIVERGED = 3   # danlu train/resume: the divergence monitor's rescues ran out (README, monitors)
 TALLY: dict[str, Counter] = {}
 FAILURES: list[dict] = []

@@ -144,10 +144,6 @@ def apply_damage(run_dir, root, damage) -> list[str]:
 
 # --- the verbs and their oracles ----------------------------------------------------------------
 
-def _normalized(text: str, run_dir) -> str:
-    return text.replace(str(run_dir), "RUN")
-
-
 def verb_case(attack, ref, verb, source, damage):
     with attack.case(f"rundir-{verb}", note=repr(damage)) as case:
         run = case.run_dir
