@@ -6,6 +6,7 @@ pipeline read new inputs the same way at predict time.
 from __future__ import annotations
 
 import math
+import tokenize
 import zipfile
 import zlib
 from dataclasses import dataclass
@@ -164,7 +165,8 @@ def read_arrays(path: Path) -> dict[str, np.ndarray]:
     except ValueError as err:
         raise DataError(f"{path}: cannot read the arrays ({err}); save plain numeric arrays with numpy.save "
                         f"or numpy.savez (object arrays are refused)") from None
-    except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as err:   # truncated or not numpy at all
+    except (OSError, EOFError, zipfile.BadZipFile, zlib.error, tokenize.TokenError,   # truncated or not numpy
+            NotImplementedError, RuntimeError) as err:   # a damaged zip entry: "compressed patched", "encrypted"
         raise DataError(f"{path}: not a readable numpy file ({err}); write it with numpy.save / numpy.savez") from None
 
 

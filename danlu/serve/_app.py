@@ -210,7 +210,7 @@ def _validation_message(errors) -> str:
     elif first.get("type") == "model_attributes_type" or (where == "body" and first.get("type", "").endswith("type")):
         message = "the body must be a JSON object such as {\"row\": [...]} or {\"rows\": [[...], ...]}"
     elif first.get("type") == "extra_forbidden":
-        message = f"unknown field '{loc[-1]}'; send 'row' or 'rows' (or 'instances', 'inputs', " \
+        message = f"unknown field {loc[-1]!r}; send 'row' or 'rows' (or 'instances', 'inputs', " \
                   f"'dataframe_split', 'dataframe_records')"
     else:
         message = f"{where}: {first.get('msg', 'invalid')}"

@@ -13,7 +13,7 @@ import math
 
 import numpy as np
 import yaml
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from properties_kit import budget, finite_summary
@@ -38,7 +38,7 @@ DTYPES = st.one_of(
     hnp.floating_dtypes(endianness="="), hnp.integer_dtypes(endianness="="), hnp.unsigned_integer_dtypes(),
     hnp.boolean_dtypes(), hnp.complex_number_dtypes(), hnp.datetime64_dtypes(), hnp.timedelta64_dtypes(),
     st.sampled_from([np.dtype(">f8"), np.dtype(">i4"), np.dtype("<U3"), np.dtype("S3"),
-                     np.dtype([("a", "f8"), ("b", "i4")]), np.dtype(("f8", (2,)))]),
+                     np.dtype([("a", "f8"), ("b", "i4")])]),
 )
 SHAPES = st.sampled_from([(), (0,), (4,), (3,), (0, 4), (1, 4), (3, 4), (2, 5), (3, 3), (2, 2, 2), (2, 4, 1),
                           (2, 1, 4), (3, 4, 0)])
@@ -96,6 +96,8 @@ def _csv_reference(run, rows, folder):
 
 
 @given(arrays(), st.sampled_from(["npy", "npy", "X", "data"]), DAMAGE)
+@example(np.zeros((0, 4), np.uint8), "npy", (115, ord("{")))   # found at 10x: a header numpy cannot tokenize
+@example(np.zeros(4, np.int64), "X", (223, ord("{")))           # found at 10x: a zip entry flagged "patched"
 def _predict_prop(attack, runs, arr, container, damage):
     note = f"{container} {damage} dtype={arr.dtype} shape={arr.shape} {arr!r}"[:1500]
     with attack.case("npy-predict", note=note) as case:
@@ -172,8 +174,9 @@ def training_arrays(draw):
     y = (np.arange(n) % 3).astype(draw(st.sampled_from([np.int64, np.float64, np.uint8, "<U2"])))
     for _ in range(draw(st.sampled_from([0, 0, 1, 2]))):
         if X.dtype.kind == "f":
-            X[draw(st.integers(0, n - 1)), draw(st.integers(0, 3))] = draw(
-                st.sampled_from([np.nan, np.inf, -np.inf, 1e308, 6e4]))
+            with np.errstate(over="ignore"):   # 1e308 into float16 is inf, as intended
+                X[draw(st.integers(0, n - 1)), draw(st.integers(0, 3))] = draw(
+                    st.sampled_from([np.nan, np.inf, -np.inf, 1e308, 6e4]))
     layout = draw(st.sampled_from(["npy", "npy", "npz", "npz-3d", "npz-short-y"]))
     label = draw(st.sampled_from([-1, -1, 4, 0, 5, -6, "y", None]))
     return X, y, layout, label

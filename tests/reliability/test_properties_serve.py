@@ -11,7 +11,7 @@ import json
 import math
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 from properties_kit import CliResult, budget, snapshot
 
@@ -68,7 +68,7 @@ def batch(draw, columns, n):
 
 def hostile_row(columns):
     return st.one_of(st.lists(CELL, max_size=len(columns) + 2),
-                     st.dictionaries(st.sampled_from(columns + ["extra", "", "Size"]), CELL, max_size=len(columns) + 1))
+                     st.dictionaries(st.sampled_from(columns + ["extra", "", "Size", "a\nb"]), CELL, max_size=len(columns) + 1))
 
 
 def bodies(columns):
@@ -81,7 +81,7 @@ def bodies(columns):
         st.builds(lambda r: {"row": r}, row),
         st.builds(lambda rs: {"rows": rs}, st.lists(row, max_size=3)),
         st.builds(lambda r, rs: {"row": r, "rows": rs}, row, st.lists(row, max_size=2)),
-        st.dictionaries(st.sampled_from(["row", "rows", "Row", "data", ""]), CELL | row, max_size=2),
+        st.dictionaries(st.sampled_from(["row", "rows", "Row", "data", "", "a\nb"]), CELL | row, max_size=2),
         st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=4),
                      lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=3), c, max_size=3),
                      max_leaves=6),
@@ -196,6 +196,7 @@ def _raw_oracle(body, response, classes):
 
 
 @given(bodies(IRIS_COLUMNS), HEADERS)
+@example(("json", {"\x85*": True}), {"content-type": "application/json"})   # found at 10x: a field name that breaks the line
 def _iris_prop(attack, app, generated, headers):
     kind, body = generated
     request_case(attack, app, ["setosa", "versicolor", "virginica"], IRIS_COLUMNS, kind, body, headers)
