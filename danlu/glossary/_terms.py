@@ -21,7 +21,8 @@ LANGS = ("en", "zh")
 DIAGNOSIS_IDS = (
     "divergence", "nan_loss", "loss_spike", "rescue", "rescue_exhausted", "vanishing_gradient",
     "exploding_gradient", "overfitting", "underfitting", "converged", "plateau",
-    "false_convergence", "lr_too_high", "lr_too_low",
+    "false_convergence", "lr_too_high", "lr_too_low", "collapse", "unscaled_features", "no_signal",
+    "still_improving", "stopped_too_early",
 )
 
 
