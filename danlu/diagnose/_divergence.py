@@ -31,6 +31,12 @@ keeps them there. So at each epoch's end the run is also compared with the trivi
 * ``one_class``: the predictions have collapsed onto one class although the data have several
   (after the model had been better than that, or while it is worse than trivial).
 
+* ``dead_units``: in some layer of ReLU units, at least 90 % of the units now output zero for
+  every row of a fixed probe batch (256 training rows, one forward pass per epoch), and that
+  share is at least 50 points above the one at the last good epoch (or of the initial weights):
+  a sudden mass death, as a step far too large leaves behind, not a slow sparsification. This
+  names the cause even when one of the checks above also saw the collapse.
+
 * ``unstable``: in the few epochs right after a rescue, the training loss rose clearly from one
   epoch to the next, or the validation loss jumped far above its best: the cut was not enough
   (a rate 1000x too high needs several).
@@ -66,6 +72,9 @@ _VAL_JUMP = 0.3       # ... or a validation loss this far above its best
 _CLEAR_GAIN = 0.05     # ... unless the validation loss improved by this much
 _TINY = 0.02           # ... of a loss still above this fraction of the trivial one
 _PROBE_ROWS = 1024     # rows used for the trivial and initial losses and the prediction shares
+_DEAD_ROWS = 256       # rows of the probe batch for dead units
+_DEAD = 0.9            # share of a layer's units zero on every probe row that is a mass death ...
+_DEAD_JUMP = 0.5       # ... when it rose by this much since the last good epoch
 
 
 class DivergenceMonitor:
@@ -110,6 +119,7 @@ class DivergenceMonitor:
         self.probation = 0                         # epochs left in which a rising loss triggers a rescue
         self.prev_train = None                     # last epoch's training loss (since the last rescue)
         self.rescue_epoch = None                   # the epoch of the last rescue
+        self.dead_base = None                      # {ReLU layer: dead share} of the last good epoch
 
     # -- hooks ---------------------------------------------------------------------------------
 
@@ -120,6 +130,8 @@ class DivergenceMonitor:
             self.safe = _copy_snapshot(self.snapshot)
             self.start = _copy_snapshot(self.snapshot)
             self._measure_trivial(state)
+            if self.trivial is not None:
+                self.dead_base = self._dead_shares(state)
 
     def on_backward_end(self, state) -> None:
         self.ticks += 1
@@ -147,6 +159,12 @@ class DivergenceMonitor:
         if state.stop_reason is not None or self.trivial is None:
             return
         facts = self._collapse_facts(state)
+        shares = self._dead_shares(state) if self.dead_base else None
+        dead = self._dead_facts(shares)
+        if dead is not None:   # the more specific cause: it names the layer
+            facts = {**(facts or {"train_loss": state.metrics.get("train_loss_running_mean"),
+                                  "trivial": self.trivial}), **dead, "variant": "dead_units",
+                     "seen_as": facts["variant"] if facts else None}
         if facts is None and self.suspect:
             return   # not yet a collapse, but not a good epoch to return to either
         if facts is None:
@@ -168,6 +186,8 @@ class DivergenceMonitor:
             self.best_val = judged
             self.safe = _copy_snapshot({"step": state.step, "model": state.model.state_dict(),
                                         "optimizer": state.optimizer.state_dict()})
+            if shares:
+                self.dead_base = shares
         if judged <= _GOOD * self.trivial:
             self.start = None   # a clearly good epoch to return to: the initial weights are not needed
 
@@ -227,6 +247,46 @@ class DivergenceMonitor:
         if share is not None and share >= _ONE_CLASS and (self.learned or train >= _WORSE * ref):
             return {"variant": "one_class", **facts}
         return None
+
+    def _dead_shares(self, state) -> dict[str, float] | None:
+        """Per ReLU layer, the share of its units (output positions) that are zero for every row
+        of the probe batch; None when the model has no nn.ReLU or cannot be probed."""
+        from ..training import model_outputs
+
+        layers = [(name, m) for name, m in state.model.named_modules() if isinstance(m, (torch.nn.ReLU,
+                                                                                           torch.nn.ReLU6))]
+        splits = getattr(state, "splits", None) or {}
+        if not layers or "train" not in splits:
+            return None
+        alive: dict[str, torch.Tensor] = {}
+
+        def hook(name):
+            def seen(module, inputs, output):
+                if name not in alive and isinstance(output, torch.Tensor) and output.dim() >= 2:
+                    alive[name] = (output.detach().flatten(1) != 0).any(0)   # first call only
+            return seen
+
+        handles = [m.register_forward_hook(hook(name or "relu")) for name, m in layers]
+        try:
+            with torch.no_grad():
+                model_outputs(state.model, splits["train"][0][:_DEAD_ROWS])
+        except (RuntimeError, ValueError, TypeError, IndexError):
+            return None
+        finally:
+            for h in handles:
+                h.remove()
+        return {name: 1.0 - float(a.float().mean()) for name, a in alive.items() if a.numel()} or None
+
+    def _dead_facts(self, shares: dict | None) -> dict | None:
+        """The layer with the largest sudden mass death, if any."""
+        found = None
+        for name, share in (shares or {}).items():
+            before = (self.dead_base or {}).get(name)
+            if before is None or share < _DEAD or share - before < _DEAD_JUMP:
+                continue
+            if found is None or share - before > found["dead_share"] - found["dead_before"]:
+                found = {"layer": name, "dead_share": share, "dead_before": before}
+        return found
 
     def _unstable_facts(self, state) -> dict | None:
         if self.probation <= 0:
@@ -396,7 +456,7 @@ class DivergenceMonitor:
             "snapshot_due": self.snapshot_due, "trivial": self.trivial, "initial": self.initial,
             "majority": self.majority, "safe": self.safe, "start": self.start, "best_val": self.best_val,
             "learned": self.learned, "probation": self.probation, "prev_train": self.prev_train,
-            "suspect": self.suspect, "rescue_epoch": self.rescue_epoch,
+            "suspect": self.suspect, "rescue_epoch": self.rescue_epoch, "dead_base": self.dead_base,
         }
 
     def load_state_dict(self, d: dict) -> None:
@@ -418,6 +478,7 @@ class DivergenceMonitor:
         self.start = d.get("start")
         self.probation, self.prev_train = d.get("probation", 0), d.get("prev_train")
         self.rescue_epoch, self.suspect = d.get("rescue_epoch"), d.get("suspect", False)
+        self.dead_base = d.get("dead_base")
         if self.safe is None and self.snapshot is not None:
             self.safe = _copy_snapshot(self.snapshot)
 

@@ -150,6 +150,11 @@ _FACTS = {
         "one_class": ("after epoch {epoch} {top_share} of the validation predictions fall on one class "
                       "(training loss {train_loss}, constant guess {trivial})",
                       "第 {epoch} 轮结束时 {top_share} 的验证集预测落在同一类上（训练损失 {train_loss}，常数猜测 {trivial}）"),
+        "dead_units": ("after epoch {epoch} {dead_share} of the units of layer {layer} output zero for every "
+                       "probe row (dead ReLUs; {dead_before} at the last good epoch): a step far too large "
+                       "killed them",
+                       "第 {epoch} 轮结束时层 {layer} 中 {dead_share} 的单元对所有探测样本都输出零（ReLU 死亡；"
+                       "上一个好的轮次为 {dead_before}）：步长过大杀死了它们"),
         "unstable": ("after a rescue the training loss rose again by {rise} in epoch {epoch} ({previous} -> "
                      "{train_loss}): the lowered rate is still too high",
                      "救援之后第 {epoch} 轮训练损失又上升了 {rise}（{previous} -> {train_loss}）：降低后的学习率仍然太高"),
@@ -240,7 +245,8 @@ _WORDS = {  # values of facts that are words
     "weights": ("the weights", "权重"),
 }
 
-_PERCENT = {"change", "swing", "per_epoch", "level", "net", "rise", "top_share", "gain"}
+_PERCENT = {"change", "swing", "per_epoch", "level", "net", "rise", "top_share", "gain", "dead_share",
+            "dead_before"}
 _ONE_BASED = {"epoch"}  # position facts stored 0-based (see the module docstring)
 
 
