@@ -117,17 +117,7 @@ def restore_rng(state: dict) -> None:
 # Atomic files
 # ---------------------------------------------------------------------------------------------
 
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+_fsync_dir = integrity.fsync_dir   # one copy of the directory fsync, in danlu._integrity
 
 
 def _fsync_file(path: Path) -> None:
