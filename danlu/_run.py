@@ -178,8 +178,6 @@ def build_session(recipe: Recipe, run_dir: Path | None, prepared, progress: str 
                   loss_fn=loss_fn, loss_kind=loss_kind, device=device,
                   pipeline=prepared.pipeline, run_dir=run_dir, splits=splits,
                   steps_per_epoch=steps_per_epoch, batches_per_epoch=batches)
-    if is_objective_model(model):   # generative models train on their own objective
-        state.step_loss = model.objective
 
     has_val = "validation" in splits
     monitor = es.monitor
@@ -203,7 +201,7 @@ def build_session(recipe: Recipe, run_dir: Path | None, prepared, progress: str 
 
         callbacks += list(qat_callbacks(recipe))
     cbs = CallbackList(callbacks)
-    state.extra.setdefault("event_sinks", []).append(shown.show_event)
+    state.event_sinks.append(shown.show_event)
     for cb in cbs.callbacks:
         if isinstance(cb, Checkpointer):
             cb.collect = lambda: (ck_model_state(state), collect_state(state, cbs))
@@ -301,7 +299,7 @@ def finish(state: State, run_dir: Path | None) -> dict:
     if state.info.task == "classification" and state.info.n_classes == 2:
         summary["positive_class"] = state.info.classes[state.info.positive]   # what precision/recall/f1 are about
     summary["run"] = {"epochs": state.epoch, "steps": state.step, "stop_reason": state.stop_reason,
-                      "restored_best_epoch": state.extra.get("restored_epoch"),
+                      "restored_best_epoch": state.restored_epoch,
                       "parameters": sum(p.numel() for p in state.model.parameters()),
                       "device": str(state.device), "events": len(state.events)}
     if run_dir is not None:
@@ -375,13 +373,11 @@ class Run:
 # ---------------------------------------------------------------------------------------------
 
 def train(recipe: Recipe | dict, run_dir: str | Path | None = None, *, overwrite: bool = False,
-          progress: str | None = None, callbacks=(), rows: dict | None = None, prepare_session=None) -> Run:
+          progress: str | None = None, callbacks=(), rows: dict | None = None) -> Run:
     """Train a recipe into a new run directory and return the finished :class:`Run`.
 
     ``rows`` (split name -> row indices, see ``danlu.data.labelled_rows``) replaces the recipe's
     seeded split; it is saved as ``rows.json`` so that resume, eval and predict see the same split.
-    ``prepare_session(session)`` may adjust the built session before training (distillation sets
-    ``session.state.step_loss``).
     """
     if not isinstance(recipe, Recipe):
         recipe = Recipe.from_dict(recipe)
@@ -407,8 +403,6 @@ def train(recipe: Recipe | dict, run_dir: str | Path | None = None, *, overwrite
     if classical_plan is None:   # model, loss, optimizer and schedule are built before the folder exists
         session = build_session(recipe, path, prepared, progress if writes else "none",
                                 list(callbacks) + _distributed_callbacks(dist))
-        if prepare_session is not None:
-            prepare_session(session)
         if dist is not None and is_objective_model(session.state.model):
             raise UserError(f"{recipe.source}: model kind {recipe.model.kind!r} trains on its own objective, "
                             f"which runs in one process only; drop --nproc / torchrun")

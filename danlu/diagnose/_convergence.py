@@ -159,7 +159,7 @@ class ConvergenceMonitor:
     # -- the end ---------------------------------------------------------------------------------
 
     def on_fit_end(self, state) -> None:
-        if state.extra.get("diverged"):
+        if state.diverged:
             return
         rows = state.history[self.start:]
         losses = [h.get("train_loss_running_mean") for h in rows]

@@ -137,7 +137,7 @@ class DivergenceMonitor:
         self.ticks += 1
         # (step, total norm) when the gradient monitor sampled this step; taken out at once, so
         # that no later try at the same step reads it again
-        sampled = state.extra.pop("grad_total", None)
+        sampled, state.grad_total = state.grad_total, None
         if self.skip_batches and (state.epoch, state.batch) in self.skip_batches:
             state.skip_step = True
             return
@@ -398,7 +398,7 @@ class DivergenceMonitor:
     def _give_up(self, state) -> None:
         self._restore(state)  # the model the run ends with is the last good one, not NaN
         report(state, "rescue_exhausted", self.lang, n=self.rescues, to_step=self.snapshot["step"])
-        state.extra["diverged"] = True
+        state.diverged = True
         state.request_stop(f"rescue exhausted: training kept blowing up after {self.rescues} rescues "
                            f"(monitors.divergence.max_rescues); see `danlu diagnose`")
 

@@ -99,13 +99,13 @@ class FitMonitor:
                 "val_loss": val_loss}
 
     def on_fit_end(self, state) -> None:
-        if state.extra.get("diverged") or state.epoch == 0 or "train" not in state.splits:
+        if state.diverged or state.epoch == 0 or "train" not in state.splits:
             return  # a blown-up model is not underfit; and nothing was trained yet
         if is_objective_model(state.model):
             return  # a generative model has no trivial predictor to be compared with
         end = end_figures(state)
         if end is not None:
-            state.extra["fit_figures"] = end
+            state.fit_figures = end
             if end.get("val") is not None and _skill(end["val"], end) <= _NO_SIGNAL \
                     and _skill(end["train"], end) >= _LEARNT:
                 report(state, "no_signal", self.lang, epoch=state.epoch - 1, metric=end["metric"],

@@ -25,7 +25,7 @@ from ._common import report
 
 _GROWTH = 10.0            # total norm growth within the window that counts as exploding
 _RISING = 0.75            # ... when at least this fraction of the window's steps rose
-_HISTORY = 1000           # samples kept in state.extra["grad_norms"]
+_HISTORY = 1000           # samples kept in state.grad_norms
 FILE = "grad_norms.jsonl"
 
 
@@ -56,10 +56,9 @@ class GradientMonitor:
         self._layers = _layers(state.model)
         if self._layers is not None:
             self._where = torch.tensor(self._layers[2], device=state.device)
-        state.extra.setdefault("grad_norms", [])
         if state.run_dir is not None:
             self._path = Path(state.run_dir) / FILE
-            state.extra["grad_norms"][:] = _reload(self._path, self.last_step)
+            state.grad_norms[:] = _reload(self._path, self.last_step)
 
     # -- sampling --------------------------------------------------------------------------------
 
@@ -72,7 +71,7 @@ class GradientMonitor:
         if sample is None:
             return
         total, norms = sample
-        state.extra["grad_total"] = (state.step, total)  # the divergence monitor reads this
+        state.grad_total = (state.step, total)  # the divergence monitor reads this
         self._record(state, total, norms)
         if math.isfinite(total):
             self._check_vanishing(state, norms)
@@ -97,7 +96,7 @@ class GradientMonitor:
     def _record(self, state, total: float, norms: dict) -> None:
         row = {"step": state.step, "epoch": state.epoch + 1, "total": _json(total),
                "layers": {k: _json(v) for k, v in norms.items()}}
-        history = state.extra["grad_norms"]
+        history = state.grad_norms
         history.append(row)
         del history[:-_HISTORY]
         if self._path is not None:

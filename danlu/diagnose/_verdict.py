@@ -168,9 +168,9 @@ class VerdictMonitor:
     def on_fit_end(self, state) -> None:
         from ._story import verdict_line
 
-        fit = state.extra.get("fit_figures")
+        fit = state.fit_figures
         if fit is not None:
-            fit = {**fit, "restored_epoch": state.extra.get("restored_epoch")}
+            fit = {**fit, "restored_epoch": state.restored_epoch}
         found = decide(state.events, fit)
         recipe = state.recipe.to_dict() if hasattr(state.recipe, "to_dict") else {}
         facts = {k: found[k] for k in ("cause", "sure", "explains", "also", "forbid", "skill", "news")}

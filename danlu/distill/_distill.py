@@ -1,9 +1,9 @@
 """``danlu distill``: train a student on a teacher's soft targets and show what it gained.
 
-The student is an ordinary recipe trained by the ordinary loop; distillation only replaces the
-loss of a training batch (``state.step_loss``, set through ``danlu._run.train``'s
-``prepare_session`` hook). The teachers see the same batch as the student, augmentation
-included.
+The student is an ordinary recipe trained by the ordinary loop; distillation is a callback,
+:class:`Distillation`, whose ``compute_loss`` is the loss of a training batch (the loop's one loss
+hook, as Keras' ``Distiller`` overrides ``compute_loss``). The teachers see the same batch as the
+student, augmentation included.
 
 To show the gain honestly, the same recipe is also trained without distillation ("student
 alone": same seed, so the same initial weights, data order and epochs — only the loss differs),
@@ -47,7 +47,7 @@ def distill(student, teachers, *, temperature: float = 4.0, alpha: float = 0.7, 
     shown = progress or recipe.output.progress
     _say(shown, f"distilling {len(teacher_dirs)} teacher(s) into {recipe.model.kind} -> {student_dir}")
     distilled = _run.train(recipe, student_dir, overwrite=overwrite, progress=progress,
-                           prepare_session=_distillation(recipe, teacher_dirs, temperature, alpha))
+                           callbacks=[Distillation(teacher_dirs, temperature, alpha)])
     if alone_dir is not None:
         _say(shown, f"training the same student alone (no teacher) -> {alone_dir}")
         alone = _run.train(recipe, alone_dir, overwrite=overwrite, progress=progress)
@@ -91,20 +91,34 @@ def _check_same_budget(recipe, other, baseline, where: str) -> None:
                                 f"(or leave --baseline out to train one)")
 
 
-def _distillation(recipe, teacher_dirs: list[Path], temperature: float, alpha: float):
-    """The ``prepare_session`` hook: load the teachers on the student's device, set the batch loss."""
-    from .. import _run
-    from ._loss import make_step_loss
+class Distillation:
+    """The loss hook of distillation: the student's loss on a batch mixes the teachers' soft
+    targets with the labels (``danlu.distill._loss``).
 
-    teachers = [_load_teacher(path, _run.resolve_device(recipe.device)) for path in teacher_dirs]
+    The teachers are loaded when the callback is made (so that a teacher that cannot teach is
+    refused before anything is trained) and moved to the student's device at fit start. It holds
+    no state of its own: the teachers are fixed, so a resumed run computes the same losses."""
 
-    def prepare_session(session):
-        state = session.state   # the teachers are classifiers of the same data, so the student is one too
-        state.step_loss = make_step_loss(state, teachers, temperature, alpha)
-        state.extra["distill"] = {"teachers": [str(p) for p in teacher_dirs], "temperature": temperature,
-                                  "alpha": alpha}
+    def __init__(self, teacher_dirs, temperature: float = 4.0, alpha: float = 0.7):
+        self.teacher_dirs = [Path(p) for p in teacher_dirs]
+        self.temperature, self.alpha = temperature, alpha
+        self.teachers = [_load_teacher(path, "cpu") for path in self.teacher_dirs]
+        self._loss = None
 
-    return prepare_session
+    def on_fit_start(self, state) -> None:
+        import torch.distributed as tdist
+
+        if tdist.is_available() and tdist.is_initialized() and tdist.get_world_size() > 1:
+            raise UserError("distillation trains in one process; drop --nproc / torchrun for `danlu distill`")
+        from ._loss import make_step_loss
+
+        for teacher in self.teachers:
+            teacher.model.to(state.device)
+        # the teachers are classifiers of the same data, so the student is one too
+        self._loss = make_step_loss(state, self.teachers, self.temperature, self.alpha)
+
+    def compute_loss(self, state, xb, yb):
+        return self._loss(xb, yb)
 
 
 def _report(distilled, base: dict, teacher_dirs: list[Path], temperature: float, alpha: float) -> dict:

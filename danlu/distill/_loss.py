@@ -54,7 +54,8 @@ class Teacher:
 
 
 def make_step_loss(state, teachers: list[Teacher], temperature: float, alpha: float):
-    """The loop's ``state.step_loss(xb, yb)``: the student's distillation loss on one batch."""
+    """``loss(xb, yb)``: the student's distillation loss on one batch (what ``Distillation.compute_loss``
+    returns)."""
     model, hard_loss, loss_kind = state.model, state.loss_fn, state.loss_kind
 
     def step_loss(xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as tdist
 
-from ..errors import RecipeError, UserError
+from ..errors import RecipeError
 from ._launch import check_batch_size
 
 
@@ -66,6 +66,10 @@ class Distributed:
         """Block until every process of the job reaches this point."""
         tdist.barrier()
 
+    def callbacks(self) -> list:
+        """The callbacks a run in this job adds: the DDP strategy (danlu.training._extend)."""
+        return [DistributedTraining(self)]
+
     def broadcast_flag(self, flag: bool) -> bool:
         value = torch.tensor([1 if flag else 0], dtype=torch.int32, device=self.device)
         tdist.broadcast(value, 0)
@@ -104,17 +108,36 @@ def _destroy() -> None:
         tdist.destroy_process_group()
 
 
+class DataParallel:
+    """``state.strategy`` under torchrun: this process's share of each global batch, the forward
+    pass through the DistributedDataParallel wrapper, the batch loss averaged over the processes."""
+
+    def __init__(self, dist: Distributed, module: torch.nn.Module):
+        self.dist = dist
+        self.module = module
+
+    def shard(self, idx: torch.Tensor) -> tuple[torch.Tensor, float]:
+        return self.dist.shard(idx)
+
+    def forward_module(self, model) -> torch.nn.Module:
+        return self.module
+
+    def reduce(self, loss: torch.Tensor) -> torch.Tensor:
+        # every rank then records the whole batch's loss, as one process would
+        return self.dist.mean_loss(loss)
+
+
 class DistributedTraining:
-    """The callback that makes the loop multi-process: wraps the model at fit start, keeps stop
-    decisions in step, unwraps at fit end. It holds no state of its own, so checkpoints stay the
+    """The callback that makes the loop multi-process: wraps the model and installs the
+    :class:`DataParallel` strategy at fit start, keeps stop decisions in step, puts the
+    one-process strategy back at fit end. It holds no state of its own, so checkpoints stay the
     same as in one process."""
 
     def __init__(self, dist: Distributed):
         self.dist = dist
+        self._before = None
 
     def on_fit_start(self, state) -> None:
-        if state.step_loss is not None:
-            raise UserError("distillation trains in one process; drop --nproc / torchrun for `danlu distill`")
         self._check_last_batch(state)
         model = state.model
         ddp_args = {}
@@ -124,8 +147,8 @@ class DistributedTraining:
             state.model = model
             ddp_args["device_ids"] = [self.dist.local_rank]
         # built after any checkpoint was restored: DDP starts from rank 0's weights and buffers
-        state.extra["ddp_model"] = torch.nn.parallel.DistributedDataParallel(model, **ddp_args)
-        state.extra["distributed"] = self.dist
+        self._before = state.strategy
+        state.strategy = DataParallel(self.dist, torch.nn.parallel.DistributedDataParallel(model, **ddp_args))
         if not self.dist.is_main:
             # dropout and augmentation draw differently on each rank; rank 0 keeps the seeded
             # stream that its checkpoints record
@@ -148,5 +171,5 @@ class DistributedTraining:
             state.stop_reason = None
 
     def on_fit_end(self, state) -> None:
-        state.extra.pop("ddp_model", None)
-        state.extra.pop("distributed", None)
+        if self._before is not None:
+            state.strategy, self._before = self._before, None

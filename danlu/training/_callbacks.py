@@ -5,8 +5,6 @@ import json
 import math
 from pathlib import Path
 
-import torch
-
 from . import _checkpoint as ck
 from ._state import State
 
@@ -56,12 +54,12 @@ class EarlyStopping:
             return
         if self.improved(value):
             self.best, self.best_epoch, self.bad_epochs = value, state.epoch + 1, 0
-            state.extra["is_best"] = True
+            state.is_best = True
             if self.restore_best:
                 self.best_weights = {k: v.detach().clone() for k, v in state.model.state_dict().items()}
         else:
             self.bad_epochs += 1
-            state.extra["is_best"] = False
+            state.is_best = False
             if self.enabled and self.bad_epochs >= self.patience:
                 state.request_stop(f"early stopping: {self.monitor} did not improve for {self.bad_epochs} "
                                    f"epochs (best {self.best:.4g} at epoch {self.best_epoch})")
@@ -69,7 +67,7 @@ class EarlyStopping:
     def on_fit_end(self, state: State) -> None:
         if self.enabled and self.restore_best and self.best_weights is not None:
             state.model.load_state_dict(self.best_weights)
-            state.extra["restored_epoch"] = self.best_epoch
+            state.restored_epoch = self.best_epoch
 
     def state_dict(self) -> dict:
         return {"best": self.best, "best_epoch": self.best_epoch, "bad_epochs": self.bad_epochs,
@@ -93,7 +91,7 @@ class MetricsLog:
         lines = "".join(json.dumps(h) + "\n" for h in state.history)
         ck.atomic_write_text(self.metrics_path, lines)
         ck.atomic_write_text(self.events_path, "".join(json.dumps(e, default=str) + "\n" for e in state.events))
-        state.extra.setdefault("event_sinks", []).append(self._write_event)
+        state.event_sinks.append(self._write_event)
 
     def _write_event(self, event: dict) -> None:
         with open(self.events_path, "a", encoding="utf-8") as fh:
@@ -133,21 +131,17 @@ class Checkpointer:
     def on_batch_end(self, state: State) -> None:
         # only at an optimizer-step boundary: no half-accumulated gradients are in flight
         if (self.every_steps and state.step and state.step % self.every_steps == 0
-                and state.extra.get("stepped") and state.batch < state.batches_per_epoch
+                and state.stepped and state.batch < state.batches_per_epoch
                 and state.step != self._last_step_saved):
             self.save(state)
 
     def on_epoch_end(self, state: State) -> None:
         last = state.stop_reason is not None or state.epoch >= state.recipe.train.epochs
         if (self.every_epochs and state.epoch % self.every_epochs == 0) or last:
-            self.save(state, is_best=bool(state.extra.get("is_best")))
+            self.save(state, is_best=state.is_best)
 
     def state_dict(self) -> dict:
         return {"best_name": self.best_name}
 
     def load_state_dict(self, d: dict) -> None:
         self.best_name = d.get("best_name")
-
-
-def model_state_copy(model: torch.nn.Module) -> dict:
-    return {k: v.detach() for k, v in model.state_dict().items()}

@@ -7,7 +7,7 @@ figures, so any of them can be compared with the others:
   epoch ended on (the x-axis of Lightning and Keras' TensorBoard callback);
 * the gradient monitor's samples (``grad_norm/total``, ``grad_norm/<layer>``) at their step;
 * diagnoses and rescues as text (TensorBoard: the ``diagnoses`` text tag; MLflow: the artifact
-  ``diagnoses.txt``), as they happen, through ``state.extra["event_sinks"]``.
+  ``diagnoses.txt``), as they happen, through ``state.event_sinks``.
 
 TensorBoard files go to ``RUN/tensorboard/``. MLflow logs to ``output.mlflow_uri`` or, by default,
 to a SQLite store in ``RUN/mlflow/`` (MLflow 3 retired the plain-file store), artifacts beside it;
@@ -41,7 +41,7 @@ def _grad_scalars(sample: dict) -> dict[str, float]:
 
 
 def _new_grad_samples(state: State, after: int) -> list[dict]:
-    samples = state.extra.get("grad_norms") or ()
+    samples = state.grad_norms
     return [s for s in samples if s["step"] > after]
 
 
@@ -70,7 +70,7 @@ class TensorBoardLogger:
         self._grad_step = state.step if resumed else -1
         if not state.history:
             self.writer.add_text("recipe", "```yaml\n" + state.recipe.to_yaml() + "```", 0)
-        state.extra.setdefault("event_sinks", []).append(self._event)
+        state.event_sinks.append(self._event)
 
     def _event(self, event: dict) -> None:
         if self.writer is not None:
@@ -148,8 +148,8 @@ class MLflowLogger:
         else:
             self.client.update_run(self.run_id, status="RUNNING")
         self._grad_step = state.step if state.history else -1
-        state.extra.setdefault("event_sinks", []).append(self._event)
-        state.extra["mlflow_run_id"] = self.run_id
+        state.event_sinks.append(self._event)
+        state.mlflow_run_id = self.run_id
 
     def _create_run(self, state: State) -> str:
         found = self.client.get_experiment_by_name(self.experiment)

@@ -49,39 +49,41 @@ def evaluate_outputs(out, y, loss_fn, loss_kind, info) -> dict:
     return {"loss": loss, **metrics}
 
 
+def model_loss(state: State):
+    """The loss of a batch when no callback defines ``compute_loss``: the model's own objective
+    (generative models carry one), else the recipe's loss of the model's output."""
+    if is_objective_model(state.model):
+        return lambda state, xb, yb: state.model.objective(xb, yb)
+    net = state.net
+    return lambda state, xb, yb: state.loss_fn(net(xb), yb)
+
+
 def train_one_epoch(state: State, cbs: CallbackList) -> None:
-    recipe, model, opt = state.recipe, state.model, state.optimizer
+    recipe, model, opt, strategy = state.recipe, state.model, state.optimizer, state.strategy
     X, y = state.splits["train"]
     accumulate = recipe.train.accumulate
     clip, clip_mode = recipe.train.grad_clip, recipe.train.grad_clip_mode
     augment = state.pipeline is not None and state.pipeline.augments
     perm = epoch_permutation(recipe.seed, state.epoch, len(X), X.device)
     bs = recipe.train.batch_size
-    # Under torchrun (danlu.distributed) this process takes its share of every global batch and
-    # runs the forward through the DistributedDataParallel wrapper; in one process both are absent.
-    dist = state.extra.get("distributed")
-    net = state.extra.get("ddp_model", model)
-    net.train()
+    compute_loss = cbs.compute_loss or model_loss(state)
+    state.net.train()
     for i in range(state.batch, state.batches_per_epoch):
         state.skip_step = False
-        idx = perm[batch_slice(i, state.batches_per_epoch, bs, len(X))]
-        if dist is not None:
-            idx, share = dist.shard(idx)
+        # This process's part of global batch i and its weight (the whole batch and 1.0 in one
+        # process): weighted so, the processes' average gradient is the whole batch's gradient.
+        idx, share = strategy.shard(perm[batch_slice(i, state.batches_per_epoch, bs, len(X))])
         xb, yb = X[idx], y[idx]
         if augment:
             xb = state.pipeline.augment(xb)
-        loss = state.step_loss(xb, yb) if state.step_loss is not None else state.loss_fn(net(xb), yb)
-        if dist is not None:
-            # weighted by its share of the batch, DDP's gradient average is the whole batch's
-            # gradient; every rank then records the whole batch's loss, as one process would
-            loss = loss * share
-            global_loss = dist.mean_loss(loss)
+        loss = compute_loss(state, xb, yb) * share
         (loss / accumulate if accumulate > 1 else loss).backward()
         state.batch = i + 1
-        state.batch_loss = loss.detach() if dist is None else global_loss
+        # the whole batch's loss, the same in every process
+        state.batch_loss = strategy.reduce(loss.detach())
         # An optimizer step every `accumulate` batches, and always at the end of the epoch.
-        state.extra["stepped"] = (i + 1) % accumulate == 0 or i + 1 == state.batches_per_epoch
-        if state.extra["stepped"]:
+        state.stepped = (i + 1) % accumulate == 0 or i + 1 == state.batches_per_epoch
+        if state.stepped:
             cbs.fire(Event.BACKWARD_END, state)
             if not state.skip_step:
                 if clip is not None:

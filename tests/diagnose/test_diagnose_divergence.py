@@ -93,7 +93,7 @@ def test_spike_threshold_follows_the_running_median():
     model = torch.nn.Linear(2, 1)
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     recorded = []
-    state = SimpleNamespace(epoch=0, batch=0, step=0, extra={}, model=model, optimizer=opt, skip_step=False,
+    state = SimpleNamespace(epoch=0, batch=0, step=0, grad_total=None, model=model, optimizer=opt, skip_step=False,
                             record_event=lambda kind, **f: recorded.append((kind, f)))
     mon.on_fit_start(state)
     for i, loss in enumerate([1.0, 0.9, 1.1, 0.8, 1.0, 9.9, 10.5, 1.0]):

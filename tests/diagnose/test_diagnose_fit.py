@@ -94,7 +94,7 @@ def test_a_learning_rate_far_too_low_is_reported(tmp_path):
 def _feed(monitor, train, val=None):
     """Run ``on_validation_end`` over per-epoch losses as the loop would; return the kinds recorded."""
     recorded = []
-    state = SimpleNamespace(history=[], metrics={}, epoch=0, batch=0, step=0, extra={})
+    state = SimpleNamespace(history=[], metrics={}, epoch=0, batch=0, step=0)
     state.record_event = lambda kind, **facts: recorded.append((kind, {"epoch": state.epoch, **facts}))
     for i, loss in enumerate(train):
         state.epoch = i

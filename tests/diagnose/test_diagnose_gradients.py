@@ -14,7 +14,7 @@ from diagnose_testkit import events, run
 def _state(model, step=0):
     recorded = []
     state = SimpleNamespace(model=model, device=torch.device("cpu"), run_dir=None, step=step, epoch=0, batch=1,
-                            extra={}, record_event=lambda kind, **facts: recorded.append((kind, facts)))
+                            grad_norms=[], grad_total=None, record_event=lambda kind, **facts: recorded.append((kind, facts)))
     return state, recorded
 
 
@@ -26,13 +26,13 @@ def test_per_layer_norms_match_a_hand_computation():
     state, _ = _state(model)
     mon.on_fit_start(state)
     mon.on_backward_end(state)
-    row = state.extra["grad_norms"][-1]
+    row = state.grad_norms[-1]
     for name in ("0", "1", "3"):
         grads = torch.cat([p.grad.reshape(-1) for p in getattr(model, name).parameters()])
         assert row["layers"][name] == pytest.approx(float(grads.norm()), rel=1e-6)
     every = torch.cat([p.grad.reshape(-1) for p in model.parameters()])
     assert row["total"] == pytest.approx(float(every.norm()), rel=1e-6)
-    assert state.extra["grad_total"] == (0, row["total"])
+    assert state.grad_total == (0, row["total"])
 
 
 def test_exploding_gradient_is_reported_once_with_the_largest_layer():
@@ -102,5 +102,5 @@ def test_a_layer_without_gradient_is_left_out_not_vanishing():
     state, recorded = _state(model)
     mon.on_fit_start(state)
     mon.on_backward_end(state)
-    assert set(state.extra["grad_norms"][-1]["layers"]) == {"a", "b"}
+    assert set(state.grad_norms[-1]["layers"]) == {"a", "b"}
     assert recorded == []
