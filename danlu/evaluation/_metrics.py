@@ -32,6 +32,12 @@ Choices where scikit-learn leaves room, all documented here once:
 """
 from __future__ import annotations
 
+import math
+import numbers
+from collections.abc import Callable, Iterable, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+
 import numpy as np
 
 from ..errors import DataError, UserError, did_you_mean
@@ -55,8 +61,10 @@ _LOWER_IS_BETTER = {"loss", "log_loss", "mse", "rmse", "mae", "inertia",
 _SPLIT_PREFIXES = ("train_", "val_", "validation_", "test_")
 
 
-def compute_metrics(task: str, y_true, scores, *, n_classes: int | None = None, positive: int = 1) -> dict[str, float]:
-    """Metrics of one split.
+def compute_metrics(task: str, y_true, scores, *, n_classes: int | None = None, positive: int = 1,
+                    extra: Iterable["Metric"] = ()) -> dict[str, float]:
+    """Metrics of one split: the built-in ones, the registered ones of this task (see
+    :func:`register_metric`) and ``extra`` metrics (e.g. from :func:`metrics_from_callables`).
 
     ``task="classification"``: ``y_true`` holds class ids ``(N,)``; ``scores`` holds class
     probabilities ``(N, n_classes)``, or ``(N,)`` / ``(N, 1)`` probabilities of class 1 for a
@@ -67,11 +75,16 @@ def compute_metrics(task: str, y_true, scores, *, n_classes: int | None = None, 
     y_true = _to_numpy(y_true)
     scores = _to_numpy(scores)
     if task == "classification":
-        return _classification_metrics(y_true, scores, n_classes, positive)
-    if task == "regression":
-        return _regression_metrics(y_true, scores)
-    raise UserError(f"unknown task {task!r}{did_you_mean(task, PRIMARY_METRIC)}; "
-                    f"use one of {', '.join(PRIMARY_METRIC)}")
+        metrics = _classification_metrics(y_true, scores, n_classes, positive)
+    elif task == "regression":
+        metrics = _regression_metrics(y_true, scores)
+    else:
+        raise UserError(f"unknown task {task!r}{did_you_mean(task, PRIMARY_METRIC)}; "
+                        f"use one of {', '.join(PRIMARY_METRIC)}")
+    own = [m for m in (*_REGISTERED.values(), *extra) if m.task in (None, task)]
+    if own:
+        metrics.update(_own_metrics(own, task, y_true, scores, n_classes, positive))
+    return metrics
 
 
 def _label_order(label):
@@ -113,11 +126,13 @@ def metric_direction(name: str) -> str:
         if base.startswith(prefix):
             base = base[len(prefix):]
             break
+    if base in _REGISTERED:
+        return "max" if _REGISTERED[base].greater_is_better else "min"
     if base in _HIGHER_IS_BETTER:
         return "max"
     if base in _LOWER_IS_BETTER or "loss" in base:
         return "min"
-    known = sorted(_HIGHER_IS_BETTER | _LOWER_IS_BETTER)
+    known = sorted(_HIGHER_IS_BETTER | _LOWER_IS_BETTER | set(_REGISTERED))
     raise UserError(f"unknown metric {name!r}{did_you_mean(base, known)}; "
                     f"known metrics: {', '.join(known)} (optionally prefixed by val_, train_ or test_)")
 
@@ -130,6 +145,176 @@ def _to_numpy(x) -> np.ndarray:
             x = x.float()
         x = x.numpy()
     return np.asarray(x)
+
+
+# --- metrics of your own ----------------------------------------------------------------------
+
+_NEEDS = ("labels", "scores")
+_TASKS = ("classification", "regression")
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A metric of your own: ``fn(y_true, y_pred) -> number``, scikit-learn's argument order.
+
+    ``y_true`` holds class ids ``(N,)`` (int64) for classification, targets ``(N,)`` or ``(N, k)``
+    for regression. ``needs="labels"``: ``y_pred`` holds predicted class ids ``(N,)`` (regression:
+    the predictions). ``needs="scores"``: ``y_pred`` holds class probabilities ``(N, n_classes)``, or
+    for two classes the probability of the positive class ``(N,)``, as scikit-learn's scorers take
+    them (regression: the predictions). ``task`` None means either task.
+    """
+
+    name: str
+    fn: Callable
+    task: str | None = None
+    greater_is_better: bool = True
+    needs: str = "labels"
+
+
+_REGISTERED: dict[str, Metric] = {}
+
+
+def register_metric(name: str, fn: Callable | None = None, *, task: str | None, greater_is_better: bool = True,
+                    needs: str = "labels", replace: bool = False):
+    """Register a metric under ``name`` for ``task`` (``classification``, ``regression`` or None for
+    both): :func:`compute_metrics` then reports it for every split of that task, so it appears as
+    ``val_<name>`` in the training figures, in summary.json and in ``danlu eval``, and can be the
+    monitor of early stopping. See :class:`Metric` for what ``fn`` receives. A value that is not a
+    finite number is a one-line :class:`UserError` naming the metric. Without ``fn`` this returns a
+    decorator: ``@register_metric("balanced_accuracy", task="classification")``.
+    """
+    if fn is None:
+        def decorator(f: Callable) -> Callable:
+            register_metric(name, f, task=task, greater_is_better=greater_is_better, needs=needs, replace=replace)
+            return f
+
+        return decorator
+    metric = Metric(name, fn, task, bool(greater_is_better), needs)
+    _check_metric(metric, ValueError)
+    if name in _REGISTERED and not replace:
+        raise ValueError(f"metric {name!r} is already registered; pass replace=True to override it")
+    _REGISTERED[name] = metric
+    return fn
+
+
+def unregister_metric(name: str) -> None:
+    """Remove a registered metric (for plugins and tests); unknown names raise KeyError."""
+    del _REGISTERED[name]
+
+
+def registered_metrics(task: str | None = None) -> tuple[str, ...]:
+    """Names of the registered metrics (of ``task``, with those for either task, when given)."""
+    return tuple(n for n, m in _REGISTERED.items() if task is None or m.task in (None, task))
+
+
+def metric_names(task: str) -> tuple[str, ...]:
+    """Every metric :func:`compute_metrics` can report for ``task``: built-in, then registered."""
+    return METRICS[task] + registered_metrics(task)
+
+
+def metrics_from_callables(metrics: Mapping[str, Callable | Metric], *, task: str | None = None) -> list[Metric]:
+    """Metrics given in Python (``danlu.train(..., metrics={"name": fn})``): each value is a callable
+    ``fn(y_true, y_pred)`` on labels, higher is better, or a :class:`Metric` for other choices.
+    Bad names or values are a one-line :class:`UserError`."""
+    if not isinstance(metrics, Mapping):
+        raise UserError(f"metrics must be a mapping of name -> fn(y_true, y_pred), got {type(metrics).__name__}; "
+                        f"e.g. metrics={{'balanced_accuracy': balanced_accuracy_score}}")
+    out = []
+    for name, fn in metrics.items():
+        metric = fn if isinstance(fn, Metric) else Metric(name, fn, task)
+        if metric.name != name:
+            raise UserError(f"metrics: the key {name!r} names a Metric called {metric.name!r}; use the same name")
+        _check_metric(metric, UserError)
+        out.append(metric)
+    return out
+
+
+@contextmanager
+def metrics_in_use(metrics: Iterable[Metric]):
+    """Register ``metrics`` for the duration of a ``with`` block (one run of the Python API), so that
+    every figure, summary and early-stopping monitor of that run sees them like registered ones."""
+    metrics = list(metrics)
+    taken = [m.name for m in metrics if m.name in _REGISTERED]
+    if taken:
+        raise UserError(f"metric {taken[0]!r} is already registered; give the run's metric another name")
+    added = []
+    try:
+        for m in metrics:
+            _REGISTERED[m.name] = m
+            added.append(m.name)
+        yield metrics
+    finally:
+        for name in added:
+            _REGISTERED.pop(name, None)
+
+
+def _check_metric(metric: Metric, error) -> None:
+    name = metric.name
+    if not isinstance(name, str) or not name.isidentifier():
+        raise error(f"a metric name must be an identifier such as 'balanced_accuracy', got {name!r}")
+    if name == "loss" or name in _HIGHER_IS_BETTER or name in _LOWER_IS_BETTER \
+            or any(name in names for names in METRICS.values()):
+        raise error(f"metric {name!r} is a built-in metric; give yours another name")
+    if name.startswith(_SPLIT_PREFIXES):
+        raise error(f"metric {name!r} starts with a split prefix ({', '.join(_SPLIT_PREFIXES)}); the splits add "
+                    f"it themselves (val_{name[name.index('_') + 1:]}); drop the prefix")
+    if not callable(metric.fn):
+        raise error(f"metric {name!r} must be a callable fn(y_true, y_pred) -> number, got {metric.fn!r}")
+    if metric.task not in (None, *_TASKS):
+        raise error(f"metric {name!r}: task must be classification, regression or None, got {metric.task!r}")
+    if metric.needs not in _NEEDS:
+        raise error(f"metric {name!r}: needs must be 'labels' or 'scores', got {metric.needs!r}")
+
+
+def _own_metrics(metrics: list[Metric], task: str, y_true: np.ndarray, scores: np.ndarray,
+                 n_classes: int | None, positive: int) -> dict[str, float]:
+    """The values of metrics of your own; NaN for scores of a diverged model, as the built-in ones."""
+    if task == "classification":
+        proba = _as_probability_matrix(scores, n_classes)
+        labels = _as_class_ids(y_true, proba.shape[1], len(proba))
+        inputs = {"labels": (labels, np.argmax(proba, axis=1)),
+                  "scores": (labels, proba[:, positive] if proba.shape[1] == 2 else proba)}
+        finite = {"labels": True, "scores": bool(np.all(np.isfinite(proba)))}
+    else:
+        y, p = _as_output_columns(y_true, scores)
+        pair = (y[:, 0], p[:, 0]) if y.shape[1] == 1 else (y, p)
+        inputs = {"labels": pair, "scores": pair}
+        ok = bool(np.all(np.isfinite(p)))
+        finite = {"labels": ok, "scores": ok}
+    out = {}
+    for m in metrics:
+        out[m.name] = _call_metric(m, *inputs[m.needs]) if finite[m.needs] else float("nan")
+    return out
+
+
+def _call_metric(metric: Metric, y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    label = f"metric {metric.name!r} ({_describe(metric.fn)})"
+    try:
+        value = metric.fn(y_true, y_pred)
+    except Exception as err:   # noqa: BLE001 - user code: any failure is theirs to fix
+        text = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        raise UserError(f"{label} fails on {len(y_true)} rows: {type(err).__name__}{': ' + text if text else ''}; "
+                        f"fix the function") from None
+    if hasattr(value, "item") and _size(value) == 1:
+        value = value.item()   # numpy scalars, 0-d arrays and one-element tensors
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise UserError(f"{label} must return a number, got {type(value).__name__}; return a float")
+    value = float(value)
+    if not math.isfinite(value):
+        raise UserError(f"{label} returned {value} on {len(y_true)} rows; it must be a finite number — "
+                        f"guard its divisions (e.g. a class no row predicts)")
+    return value
+
+
+def _size(value) -> int:
+    numel = getattr(value, "numel", None)
+    return int(numel()) if callable(numel) else int(getattr(value, "size", 1))
+
+
+def _describe(fn) -> str:
+    name = getattr(fn, "__qualname__", None) or type(fn).__qualname__
+    module = getattr(fn, "__module__", None)
+    return f"{module}.{name}" if module and module not in ("__main__", "builtins") else name
 
 
 # --- classification ---------------------------------------------------------------------------

@@ -7,18 +7,22 @@ optimizer step, so its whole state is four numbers that go to JSON.
 """
 from __future__ import annotations
 
+import inspect
 import math
+from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping
 
 import torch
 import torch.nn.functional as F
 
-from ..errors import CheckpointError, RecipeError
+from ..errors import CheckpointError, RecipeError, UserError
 from ..recipe import LOSS, OPTIMIZER, SCHEDULE, Node, Section, check_section
 
 REGRESSION_LOSSES = ("mse", "mae", "huber")
 CLASSIFICATION_LOSSES = ("cross_entropy", "bce", "exponential", "hinge")
 BINARY_ONLY_LOSSES = ("bce", "exponential")
+# What a model's outputs are, for a loss of your own: scores_to_proba turns them into predictions.
+OUTPUT_MODES = ("logits", "probabilities", "values")
 
 
 def _complete(section: Section, cfg: Mapping[str, Any] | None, where: str, source: str) -> Node:
@@ -36,7 +40,9 @@ def _is_classification(info) -> bool:
 
 def resolve_loss_kind(loss_cfg: Mapping[str, Any] | None, info, *, source: str = "recipe") -> str:
     """The loss kind to use: ``auto`` picks by task; a kind that does not fit the task is refused."""
-    kind = _complete(LOSS, loss_cfg, "loss", source).kind
+    kind = _complete_loss(loss_cfg, source).kind
+    if kind in _LOSSES:
+        return _registered_kind(_LOSSES[kind], info, source)
     if kind == "auto":
         return "cross_entropy" if _is_classification(info) else "mse"
     if _is_classification(info) and kind in REGRESSION_LOSSES:
@@ -49,6 +55,15 @@ def resolve_loss_kind(loss_cfg: Mapping[str, Any] | None, info, *, source: str =
         raise RecipeError(f"{source}: loss.kind {kind} needs exactly 2 classes, the data has {info.n_classes}; "
                           f"use loss.kind cross_entropy or hinge")
     return kind
+
+
+def _complete_loss(loss_cfg: Mapping[str, Any] | None, source: str) -> Node:
+    """The ``loss`` section with its defaults; a registered kind passes the schema's list of built-ins."""
+    kind = dict(loss_cfg or {}).get("kind")
+    if isinstance(kind, str) and kind in _LOSSES:
+        checked = _complete(LOSS, {**dict(loss_cfg), "kind": "auto"}, "loss", source)
+        return Node({**checked, "kind": kind})
+    return _complete(LOSS, loss_cfg, "loss", source)
 
 
 def _single_logit(loss_kind: str, info) -> bool:
@@ -70,11 +85,12 @@ class Loss:
     regression. A multi-target regression loss is averaged over targets per sample.
     """
 
-    def __init__(self, kind: str, per_sample: Callable, reduction: str = "mean"):
+    def __init__(self, kind: str, per_sample: Callable, reduction: str = "mean", *, outputs: str | None = None):
         if reduction not in ("mean", "none"):
             raise ValueError(f"reduction must be 'mean' or 'none', got {reduction!r}")
         self.kind = kind
         self.reduction = reduction
+        self.outputs = outputs   # set for losses of your own: what the model's outputs are (OUTPUT_MODES)
         self._per_sample = per_sample
 
     def __call__(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -138,8 +154,14 @@ def _binary_hinge(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 def build_loss(loss_cfg: Mapping[str, Any] | None, info, *, reduction: str = "mean",
                source: str = "recipe") -> Loss:
     """The loss of the ``loss`` section for this data (``auto`` resolved, mismatches refused)."""
-    cfg = _complete(LOSS, loss_cfg, "loss", source)
+    cfg = _complete_loss(loss_cfg, source)
     kind = resolve_loss_kind(cfg, info, source=source)
+    if kind in _LOSSES:
+        fn = _LOSSES[kind].make(info)
+        if not callable(fn):
+            raise UserError(f"loss {kind!r}: its factory returned {type(fn).__name__}, not a loss function; "
+                            f"return fn(outputs, targets) -> scalar tensor")
+        return _user_loss(kind, fn, f"'{kind}' ({_describe(fn)})", loss_outputs(kind, info), info, reduction)
     return Loss(kind, _per_sample_fn(kind, cfg, info), reduction)
 
 
@@ -154,11 +176,226 @@ def scores_to_proba(out: torch.Tensor, loss_kind: str, info) -> torch.Tensor:
     if not _is_classification(info):
         k = int(getattr(info, "n_targets", 1) or 1)
         return out.reshape(len(out)) if k == 1 else out.reshape(len(out), k)
+    probabilities = loss_outputs(loss_kind, info) == "probabilities"   # a loss of your own says so
     if out.shape[-1] == 1:
         f = out.reshape(-1)
-        p = torch.sigmoid(2 * f if loss_kind == "exponential" else f)
+        p = f if probabilities else torch.sigmoid(2 * f if loss_kind == "exponential" else f)
         return torch.stack([1 - p, p], dim=1)
-    return torch.softmax(out, dim=1)
+    return out if probabilities else torch.softmax(out, dim=1)
+
+
+# ---------------------------------------------------------------------------------------------
+# Losses of your own: registered by name (recipes: loss.kind) or given as a callable (Python API)
+# ---------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class LossEntry:
+    name: str
+    make: Callable[[Any], Callable]   # info -> loss_fn(outputs, targets)
+    task: str | None                  # None: any task
+    outputs: str | None               # None: logits for classification, values for regression
+
+
+_LOSSES: dict[str, LossEntry] = {}
+_TASKS = ("classification", "regression")
+
+
+def register_loss(name: str, fn_or_factory: Callable | None = None, *, task: str | None = None,
+                  outputs: str | None = None, replace: bool = False):
+    """Register a loss under ``name``, so that a recipe's ``loss: {kind: name}`` uses it.
+
+    ``fn_or_factory`` is one of:
+
+    * a loss function ``fn(outputs, targets) -> scalar tensor`` (two positional arguments), or an
+      ``nn.Module`` instance with that ``forward``;
+    * a factory ``factory(info) -> loss function`` (one positional argument), called once per run
+      with the data's :class:`~danlu.data.DataInfo` (classes, targets), e.g. for class weights;
+    * a class such as an ``nn.Module`` subclass, instantiated without arguments once per run.
+
+    ``outputs`` are the model's raw outputs ``(N, n_classes)`` for classification, ``(N, k)`` for
+    regression. ``targets`` are class ids ``(N,)`` (int64) for classification and float targets of
+    the outputs' shape ``(N, k)`` for regression. The loss must return one finite number as a
+    tensor that depends on the outputs; it is checked once on a tiny batch when a run builds it.
+
+    ``task`` restricts the loss to ``classification`` or ``regression`` (None: either).
+    ``outputs`` says what the model's outputs are, for predictions and metrics: ``logits``
+    (softmax gives the class probabilities; the default for classification), ``probabilities``
+    (used as they are) or ``values`` (regression predictions; the default for regression).
+    Without a function this returns a decorator: ``@register_loss("focal", task="classification")``.
+    """
+    if fn_or_factory is None:
+        def decorator(fn: Callable) -> Callable:
+            register_loss(name, fn, task=task, outputs=outputs, replace=replace)
+            return fn
+
+        return decorator
+    _check_loss_entry(name, fn_or_factory, task, outputs)
+    if name in _LOSSES and not replace:
+        raise ValueError(f"loss kind {name!r} is already registered; pass replace=True to override it")
+    _LOSSES[name] = LossEntry(name, _maker(name, fn_or_factory), task, outputs)
+    return fn_or_factory
+
+
+def unregister_loss(name: str) -> None:
+    """Remove a registered loss (for plugins and tests); unknown names raise KeyError."""
+    del _LOSSES[name]
+
+
+def registered_losses() -> tuple[str, ...]:
+    """The names of the registered losses, in registration order: the recipe's ``loss.kind`` accepts
+    them besides the built-in kinds."""
+    return tuple(_LOSSES)
+
+
+def loss_outputs(loss_kind: str, info) -> str:
+    """What the model's outputs are under ``loss_kind`` (one of :data:`OUTPUT_MODES`).
+
+    ``loss_kind`` is a built-in kind, a registered name, or an output mode itself (what a run
+    trained with a loss given as a Python callable records as its loss kind).
+    """
+    if loss_kind in OUTPUT_MODES:
+        return loss_kind
+    entry = _LOSSES.get(loss_kind)
+    if entry is not None and entry.outputs is not None:
+        return entry.outputs
+    if entry is None and loss_kind not in ("auto", *REGRESSION_LOSSES, *CLASSIFICATION_LOSSES):
+        raise UserError(f"loss kind {loss_kind!r} is not registered in this process; import the module that "
+                        f"registers it (list it under plugins: in the recipe) or use a built-in loss kind")
+    return "logits" if _is_classification(info) else "values"
+
+
+def loss_from_callable(fn: Callable, info, *, outputs: str | None = None, reduction: str = "mean") -> Loss:
+    """A loss given as a Python callable ``fn(outputs, targets) -> scalar tensor`` (``danlu.train(...,
+    loss=fn)``), checked once on a tiny batch: an error, a non-tensor, a non-scalar, a non-finite
+    value or one without a gradient is a one-line :class:`UserError` naming the function.
+
+    The returned loss's ``kind`` is its output mode (``logits``, ``probabilities`` or ``values``;
+    ``outputs`` defaults to logits for classification, values for regression): the run records that
+    as its loss kind, so :func:`scores_to_proba` turns its outputs into predictions with no code.
+    """
+    if isinstance(fn, Loss):
+        return fn
+    if not callable(fn):
+        raise UserError(f"loss must be a callable loss_fn(outputs, targets) -> scalar tensor, got "
+                        f"{type(fn).__name__}; pass a function or an nn.Module instance")
+    _check_outputs_mode(_describe(fn), getattr(info, "task", None), outputs, UserError)
+    mode = outputs or ("logits" if _is_classification(info) else "values")
+    return _user_loss(mode, fn, _describe(fn), mode, info, reduction)
+
+
+def _check_loss_entry(name, fn, task, outputs) -> None:
+    if not isinstance(name, str) or not name.isidentifier():
+        raise ValueError(f"a loss kind name must be an identifier such as 'focal', got {name!r}")
+    if name in ("auto", *REGRESSION_LOSSES, *CLASSIFICATION_LOSSES, *OUTPUT_MODES):
+        raise ValueError(f"loss kind {name!r} is a built-in name; register your loss under another name")
+    if not callable(fn):
+        raise TypeError(f"the loss {name!r} must be a callable fn(outputs, targets) or factory(info), got {fn!r}")
+    if task not in (None, *_TASKS):
+        raise ValueError(f"loss {name!r}: task must be classification, regression or None, got {task!r}")
+    _check_outputs_mode(f"loss {name!r}", task, outputs, ValueError)
+
+
+def _check_outputs_mode(what: str, task, outputs, error) -> None:
+    if outputs is None:
+        return
+    if outputs not in OUTPUT_MODES:
+        raise error(f"{what}: outputs must be one of {', '.join(OUTPUT_MODES)}, got {outputs!r}")
+    if task == "classification" and outputs == "values":
+        raise error(f"{what}: outputs 'values' are regression predictions; a classification loss's outputs "
+                    f"are logits or probabilities")
+    if task == "regression" and outputs != "values":
+        raise error(f"{what}: a regression model's outputs are its predictions; use outputs='values'")
+
+
+def _maker(name: str, fn: Callable) -> Callable[[Any], Callable]:
+    """``info -> loss function`` for what :func:`register_loss` was given (see its docstring)."""
+    if isinstance(fn, type):
+        def instantiate(info):
+            try:
+                return fn()
+            except TypeError as err:
+                raise UserError(f"loss {name!r}: {fn.__qualname__}() cannot be made without arguments ({err}); "
+                                f"register an instance or a factory(info) instead") from None
+
+        return instantiate
+    if isinstance(fn, torch.nn.Module):
+        return lambda info: fn
+    required, star = _positional(fn)
+    if star or required >= 2:
+        return lambda info: fn
+    if required == 1:
+        return fn
+    raise TypeError(f"loss {name!r}: {_describe(fn)} takes {required} positional arguments; register "
+                    f"fn(outputs, targets) or factory(info)")
+
+
+def _positional(fn: Callable) -> tuple[int, bool]:
+    """(required positional parameters, takes *args) of a callable; (2, False) when it cannot be told."""
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return 2, False
+    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    required = sum(p.kind in positional and p.default is inspect.Parameter.empty for p in params)
+    return required, any(p.kind is inspect.Parameter.VAR_POSITIONAL for p in params)
+
+
+def _registered_kind(entry: LossEntry, info, source: str) -> str:
+    if entry.task is not None and entry.task != info.task:
+        raise RecipeError(f"{source}: loss.kind {entry.name} is registered for {entry.task}, but the task is "
+                          f"{info.task}; use a {info.task} loss (or auto)")
+    return entry.name
+
+
+def _describe(fn) -> str:
+    name = getattr(fn, "__qualname__", None) or type(fn).__qualname__
+    module = getattr(fn, "__module__", None) or type(fn).__module__
+    return f"{module}.{name}" if module and module not in ("__main__", "builtins") else name
+
+
+def _user_loss(kind: str, fn: Callable, label: str, outputs: str, info, reduction: str) -> Loss:
+    if reduction != "mean":
+        raise ValueError(f"loss {label} returns one number per batch; reduction={reduction!r} needs a built-in loss")
+    classification = _is_classification(info)
+
+    def call(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        # class ids for classification; float targets of the outputs' shape for regression
+        return fn(out, y.long() if classification else _regression_pair(out, y)[1])
+
+    _check_loss_once(call, label, info)
+    return Loss(kind, call, reduction, outputs=outputs)
+
+
+def _check_loss_once(call: Callable, label: str, info) -> None:
+    """Call a loss of your own on a tiny CPU batch and refuse, in one line, what training would trip on."""
+    n = 4
+    width = output_dim("auto", info)
+    gen = torch.Generator().manual_seed(0)
+    out = torch.randn(n, width, generator=gen).requires_grad_(True)
+    if _is_classification(info):
+        y = torch.arange(n) % int(info.n_classes)
+    else:
+        y = torch.randn(n, width, generator=gen)
+    shapes = f"outputs {tuple(out.shape)}, targets {tuple(y.shape)}"
+    with torch.random.fork_rng(devices=[]):   # a random loss must not move the run's seeded stream
+        try:
+            value = call(out, y)
+        except Exception as err:   # noqa: BLE001 - user code: any failure is theirs to fix
+            text = str(err).strip().splitlines()[0] if str(err).strip() else ""
+            raise UserError(f"loss {label} fails on a tiny batch ({shapes}): {type(err).__name__}"
+                            f"{': ' + text if text else ''}; fix the function") from None
+    if not isinstance(value, torch.Tensor):
+        raise UserError(f"loss {label} must return a torch tensor, got {type(value).__name__}; compute it with "
+                        f"torch operations (no .item() or numpy) so it has a gradient")
+    if value.dim() != 0:
+        raise UserError(f"loss {label} must return one number (a 0-d tensor), got shape {tuple(value.shape)} on "
+                        f"a batch of {n} ({shapes}); reduce it, e.g. with .mean()")
+    if not bool(torch.isfinite(value.detach())):
+        raise UserError(f"loss {label} returns {float(value.detach())} on a tiny batch ({shapes}); it must be "
+                        f"finite — guard its logs and divisions")
+    if not value.requires_grad:
+        raise UserError(f"loss {label} does not depend on the model's outputs (its result has no gradient); "
+                        f"compute it from the outputs with torch operations, without .detach(), .item() or numpy")
 
 
 # ---------------------------------------------------------------------------------------------
