@@ -160,8 +160,9 @@ class Metric:
     ``y_true`` holds class ids ``(N,)`` (int64) for classification, targets ``(N,)`` or ``(N, k)``
     for regression. ``needs="labels"``: ``y_pred`` holds predicted class ids ``(N,)`` (regression:
     the predictions). ``needs="scores"``: ``y_pred`` holds class probabilities ``(N, n_classes)``, or
-    for two classes the probability of the positive class ``(N,)``, as scikit-learn's scorers take
-    them (regression: the predictions). ``task`` None means either task.
+    for two classes the probability of class id 1 ``(N,)`` — ``predict_proba(X)[:, 1]``, what
+    scikit-learn's binary metrics take with their default ``pos_label=1`` (regression: the
+    predictions). ``task`` None means either task.
     """
 
     name: str
@@ -273,7 +274,7 @@ def _own_metrics(metrics: list[Metric], task: str, y_true: np.ndarray, scores: n
         proba = _as_probability_matrix(scores, n_classes)
         labels = _as_class_ids(y_true, proba.shape[1], len(proba))
         inputs = {"labels": (labels, np.argmax(proba, axis=1)),
-                  "scores": (labels, proba[:, positive] if proba.shape[1] == 2 else proba)}
+                  "scores": (labels, proba[:, 1] if proba.shape[1] == 2 else proba)}
         finite = {"labels": True, "scores": bool(np.all(np.isfinite(proba)))}
     else:
         y, p = _as_output_columns(y_true, scores)
