@@ -258,7 +258,8 @@ def loss_outputs(loss_kind: str, info) -> str:
     entry = _LOSSES.get(loss_kind)
     if entry is not None and entry.outputs is not None:
         return entry.outputs
-    if entry is None and loss_kind not in ("auto", *REGRESSION_LOSSES, *CLASSIFICATION_LOSSES):
+    # "none": classical models without a loss (k-means, PCA) record it
+    if entry is None and loss_kind not in ("auto", "none", *REGRESSION_LOSSES, *CLASSIFICATION_LOSSES):
         raise UserError(f"loss kind {loss_kind!r} is not registered in this process; import the module that "
                         f"registers it (list it under plugins: in the recipe) or use a built-in loss kind")
     return "logits" if _is_classification(info) else "values"

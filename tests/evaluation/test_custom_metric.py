@@ -165,3 +165,45 @@ def test_duplicates_and_bad_mappings():
         metrics_from_callables([balanced_accuracy_score])
     with pytest.raises(UserError, match="must be a callable"):
         metrics_from_callables({"x": 3})
+
+
+def digits_recipe(train=None):
+    import danlu
+
+    return danlu.Recipe.from_dict({
+        "name": "digits_bacc", "seed": 0, "data": {"source": "sklearn", "name": "digits"},
+        "model": {"kind": "logistic"}, "train": {"epochs": 2, "batch_size": 128, **(train or {})},
+        "output": {"progress": "none"}})
+
+
+def test_a_registered_metric_is_in_a_digits_runs_figures_and_equals_sklearn_on_its_predictions(tmp_path):
+    import json
+
+    import danlu
+    from danlu.data import prepare
+
+    register_metric("balanced_accuracy", balanced_accuracy_score, task="classification")
+    recipe = digits_recipe()
+    run_dir = tmp_path / "run"
+    danlu.train(recipe, run_dir)
+    epochs = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert all("val_balanced_accuracy" in e for e in epochs if "val_loss" in e)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    model, _pipeline, _meta, saved = danlu.load_model(run_dir)
+    X, y = prepare(saved.data, saved.seed).splits["test"]
+    with torch.no_grad():
+        predicted = model(X).argmax(dim=1).numpy()
+    expected = balanced_accuracy_score(y.numpy(), predicted)
+    assert 0.2 < expected < 1.0
+    assert summary["test"]["balanced_accuracy"] == pytest.approx(expected, abs=1e-9)
+
+
+@pytest.mark.xfail(strict=True, reason="integration: known_monitors in danlu/training/_session.py lists METRICS only; "
+                                       "it should use danlu.evaluation._metrics.metric_names(task)")
+def test_a_registered_metric_can_be_the_early_stopping_monitor(tmp_path):
+    import danlu
+
+    register_metric("balanced_accuracy", balanced_accuracy_score, task="classification")
+    recipe = digits_recipe({"early_stopping": {"monitor": "val_balanced_accuracy", "patience": 0}})
+    danlu.train(recipe, tmp_path / "run")
+    assert (tmp_path / "run" / "summary.json").is_file()
