@@ -396,7 +396,7 @@ def _predict_frame(df, pipeline: Pipeline) -> tuple[Table, InputRows]:
         if name not in header:
             more = ", ..." if len(columns) > 8 else ""
             arrays = pipeline.reader.get("python", {}).get("type") in ("arrays", "Dataset", "DataLoader")
-            hint = " (it was trained on arrays: give df.to_numpy() with the columns in training order)" if arrays else ""
+            hint = " (it was trained on arrays: give df.to_numpy(), columns in training order)" if arrays else ""
             raise DataError(f"{FRAME}: column '{name}' is missing{did_you_mean(name, header)}; the model needs the "
                             f"training columns {', '.join(columns[:8])}{more}{hint}")
     table = _frame_table(df, header, list(columns), set(pipeline.reader.get("categorical", [])), None)

@@ -195,6 +195,11 @@ def test_predict_inputs_that_do_not_fit_are_refused(tmp_path, digits):
         rows_from_python(np.zeros((3, 5)), arrays_run)
     with pytest.raises(DataError, match="not columns; give a NumPy array"):
         rows_from_python(pd.DataFrame(X), arrays_run)
+    flat_run = prepare_python((X, y), {}, 0).pipeline
+    with pytest.raises(DataError, match=r"column 'x0' is missing.*trained on arrays: give df.to_numpy\(\)"):
+        rows_from_python(pd.DataFrame(X), flat_run)
+    named = pd.DataFrame(X[:, ::-1], columns=[f"x{j}" for j in range(63, -1, -1)])   # by name, any order
+    assert torch.equal(rows_from_python(named, flat_run)[0], rows_from_python(X, flat_run)[0])
     with pytest.raises(DataError, match=r"^arrays: column 'x7' has 1 infinite value\(s\) \(first on row 1\)"):
         bad = X[:2].copy()
         bad[1, 7] = np.inf
