@@ -249,6 +249,29 @@ def metrics_in_use(metrics: Iterable[Metric]):
             _REGISTERED.pop(name, None)
 
 
+def check_metric(metric: str | Metric) -> None:
+    """Conformance check of a metric of your own (a registered name or a :class:`Metric`): called on
+    tiny data of every task it is for — three classes, two classes, one and two regression targets —
+    and must give a finite number each time; otherwise a one-line :class:`UserError` naming it."""
+    if isinstance(metric, str):
+        if metric not in _REGISTERED:
+            raise UserError(f"metric {metric!r} is not registered; registered: {', '.join(_REGISTERED) or 'none'}")
+        metric = _REGISTERED[metric]
+    _check_metric(metric, UserError)
+    rng = np.random.default_rng(0)
+    n = 24
+    for task, width in (("classification", 3), ("classification", 2), ("regression", 1), ("regression", 2)):
+        if metric.task not in (None, task):
+            continue
+        if task == "classification":
+            y = np.arange(n) % width
+            scores = rng.dirichlet(np.ones(width), size=n)
+        else:
+            y = rng.normal(size=(n, width)).squeeze(1) if width == 1 else rng.normal(size=(n, width))
+            scores = y + rng.normal(scale=0.5, size=y.shape)
+        _own_metrics([metric], task, y, scores, width if task == "classification" else None, 1)
+
+
 def _check_metric(metric: Metric, error) -> None:
     name = metric.name
     if not isinstance(name, str) or not name.isidentifier():

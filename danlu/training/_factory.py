@@ -284,6 +284,29 @@ def loss_from_callable(fn: Callable, info, *, outputs: str | None = None, reduct
     return _user_loss(mode, fn, _describe(fn), mode, info, reduction)
 
 
+def check_loss(loss: str | Callable, *, task: str | None = None) -> None:
+    """Conformance check of a loss of your own, as ``parametrize_with_checks`` does for estimators:
+    a registered name (or a callable, for ``task`` or both tasks) is built for tiny data of every task
+    and class count it accepts — three classes, two classes, one and two regression targets — and
+    called once on each; anything training would trip on is a one-line :class:`UserError`."""
+    from ..data._info import DataInfo
+
+    if isinstance(loss, str):
+        if loss not in _LOSSES:
+            raise UserError(f"loss {loss!r} is not registered; registered: {', '.join(_LOSSES) or 'none'}")
+        task = _LOSSES[loss].task
+    samples = [("classification", 3, 1), ("classification", 2, 1), ("regression", None, 1), ("regression", None, 2)]
+    for sample_task, n_classes, n_targets in samples:
+        if task not in (None, sample_task):
+            continue
+        classes = list(range(n_classes)) if n_classes else []
+        info = DataInfo(sample_task, "tabular", (4,), n_classes, classes, ["a", "b", "c", "d"], n_targets=n_targets)
+        if isinstance(loss, str):
+            build_loss({"kind": loss}, info)
+        else:
+            loss_from_callable(loss, info)
+
+
 def _check_loss_entry(name, fn, task, outputs) -> None:
     if not isinstance(name, str) or not name.isidentifier():
         raise ValueError(f"a loss kind name must be an identifier such as 'focal', got {name!r}")

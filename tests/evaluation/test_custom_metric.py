@@ -207,3 +207,18 @@ def test_a_registered_metric_can_be_the_early_stopping_monitor(tmp_path):
     recipe = digits_recipe({"early_stopping": {"monitor": "val_balanced_accuracy", "patience": 0}})
     danlu.train(recipe, tmp_path / "run")
     assert (tmp_path / "run" / "summary.json").is_file()
+
+
+def test_the_conformance_check_tries_every_task_a_metric_is_for():
+    from danlu.evaluation._metrics import check_metric
+
+    register_metric("balanced_accuracy", balanced_accuracy_score, task="classification")
+    check_metric("balanced_accuracy")
+    check_metric(Metric("median_ae", median_absolute_error, task="regression", greater_is_better=False))
+    check_metric(Metric("auc_ovr", lambda t, p: roc_auc_score(t, p, multi_class="ovr"), task="classification",
+                        needs="scores"))
+    # for either task, but only a classification metric
+    with pytest.raises(UserError, match=r"metric 'bacc_any' \(.*balanced_accuracy_score\) fails on 24 rows"):
+        check_metric(Metric("bacc_any", balanced_accuracy_score))
+    with pytest.raises(UserError, match="metric 'nothing' is not registered"):
+        check_metric("nothing")

@@ -230,3 +230,20 @@ def test_callable_argument_errors():
         loss_from_callable("mse", CLS3)
     with pytest.raises(UserError, match="outputs='values'"):
         loss_from_callable(torch.nn.MSELoss(), REG1, outputs="logits")
+
+
+def test_the_conformance_check_tries_every_task_a_loss_accepts():
+    from danlu.training._factory import check_loss
+
+    register_loss("focal", focal, task="classification")
+    check_loss("focal")
+    register_loss("anywhere", lambda out, y: F.mse_loss(out, F.one_hot(y, out.shape[1]).to(out.dtype))
+                  if y.dtype == torch.int64 else F.mse_loss(out, y))
+    check_loss("anywhere")
+    check_loss(focal, task="classification")
+    register_loss("classes_only", focal)   # says "any task" but indexes outputs by class
+    with pytest.raises(UserError, match=r"loss 'classes_only' .* fails on a tiny batch \(outputs \(4, 1\), "
+                                        r"targets \(4, 1\)\)"):
+        check_loss("classes_only")
+    with pytest.raises(UserError, match="loss 'nothing' is not registered"):
+        check_loss("nothing")
