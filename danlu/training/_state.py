@@ -347,6 +347,16 @@ class CallbackList:
         for cb in self.callbacks:
             for event, hook in read_hooks(cb):
                 self._hooks[event].append(hook)
+        names = {}
+        for cb in self.stateful():   # a checkpoint saves each one's state under its name
+            name = getattr(cb, "name", None)
+            if not isinstance(name, str) or not name:
+                raise UserError(f"callback {type(cb).__name__} has state_dict() and load_state_dict() but no name; "
+                                f"give it a unique name (a class attribute name = '...'), its state is saved under it")
+            if name in names:
+                raise UserError(f"callbacks {type(names[name]).__name__} and {type(cb).__name__} are both named "
+                                f"{name!r}; a callback with a state needs a unique name, its state is saved under it")
+            names[name] = cb
         losses = [cb for cb in self.callbacks if callable(getattr(cb, "compute_loss", None))]
         if len(losses) > 1:
             raise UserError(f"callbacks {callback_name(losses[0])} and {callback_name(losses[1])} both define "
