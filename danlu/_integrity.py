@@ -216,7 +216,18 @@ def record(path: Path, digest: str | None = None, size: int | None = None) -> No
         fsync_dir(root)
 
 
+def sha256_bytes(data: bytes) -> str:
+    """The hex SHA-256 of ``data``: the one checksum danlu writes and compares."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def sha256_file(path: Path) -> str:
+    """The hex SHA-256 of a file, read in 1 MiB blocks."""
+    return file_digest(path)[0]
+
+
 def file_digest(path: Path) -> tuple[str, int]:
+    """(hex SHA-256, size in bytes) of a file, read in 1 MiB blocks."""
     h = hashlib.sha256()
     size = 0
     with open(path, "rb") as fh:
@@ -322,7 +333,7 @@ def read_bytes(path: str | Path) -> bytes:
     except FileNotFoundError:
         raise CheckpointError(f"{path}: missing, though {root / MANIFEST} lists it; restore it from a backup "
                               f"or train the run again") from None
-    digest = hashlib.sha256(data).hexdigest()
+    digest = sha256_bytes(data)
     accepted = [entry] + ([entry["pending"]] if entry.get("pending") else [])
     if not any(e["sha256"] == digest and e["size"] == len(data) for e in accepted):
         raise CheckpointError(f"{path}: does not match its checksum in {root / MANIFEST} (damaged or changed "

@@ -29,8 +29,9 @@ import time
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Callable
 
-from .errors import RecipeError, UserError
+from .errors import UserError
 
 try:   # POSIX; elsewhere runs are not locked
     import fcntl
@@ -56,17 +57,6 @@ ENVIRONMENT_ERRNOS = frozenset(_WHY) - {errno.EISDIR}
 # ---------------------------------------------------------------------------------------------
 # Names and messages
 # ---------------------------------------------------------------------------------------------
-
-def check_run_name(name, source: str = "recipe") -> None:
-    """A run's ``name`` becomes one folder below ``output.runs_dir``: it may not leave it."""
-    if name is None:
-        return
-    bad = (not isinstance(name, str) or not name.strip() or name in (".", "..")
-           or any(c in name for c in "/\\") or any(ord(c) < 32 for c in name) or Path(name).is_absolute())
-    if bad:
-        raise RecipeError(f"{source}: name {name!r} must be a plain folder name (no / or \\, not '.' or '..', "
-                          f"not empty), since the run goes to output.runs_dir/<name>; e.g. name: iris_mlp")
-
 
 def environment_error(err: OSError, path, doing: str = "write", after: str = "") -> UserError:
     """One line for an OSError the environment caused: the path, what is lacking, the fix."""
@@ -223,13 +213,20 @@ def _is_locked(path: Path) -> str | None:
 # Checking a folder before anything is written
 # ---------------------------------------------------------------------------------------------
 
-def numbered(base: Path) -> Path:
-    """``base``, or ``base-2``, ``base-3`` ... : the first that does not exist."""
-    path, n = Path(base), 1
-    while os.path.lexists(path):
+def numbered(base: Path, taken: Callable[[Path], bool] = os.path.lexists, suffix: str = "") -> Path:
+    """``base``, or ``base-2``, ``base-3`` ... (each followed by ``suffix``, e.g. ``.png``): the first
+    that is not ``taken`` — by default, the first name nothing has (not even a dangling link)."""
+    base = Path(base)
+    path, n = base.with_name(base.name + suffix), 1
+    while taken(path):
         n += 1
-        path = Path(base).with_name(f"{Path(base).name}-{n}")
+        path = base.with_name(f"{base.name}-{n}{suffix}")
     return path
+
+
+def holds_something(path: Path) -> bool:
+    """Taken for a new output folder: anything but a missing path or an empty folder."""
+    return path.exists() and (not path.is_dir() or any(path.iterdir()))
 
 
 def _protected(path: Path) -> str | None:

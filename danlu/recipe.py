@@ -22,8 +22,37 @@ _REQUIRED = object()
 
 
 @dataclass(frozen=True)
+class Rule:
+    """A constraint declared as data, checked when the recipe is validated (before any data is read).
+
+    On a :class:`Section`, ``keys`` are dotted key paths below that section; ``check`` gets their
+    validated values and returns True when they are fine; ``message`` is the whole one-line text
+    after ``SOURCE: `` (with the full key paths, what was found and how to fix it). On a
+    :class:`Field`, ``keys`` stays empty: ``check`` gets the key's value and ``message`` follows the
+    key path (``model.kernel_size`` + `` must be odd ...``). ``message`` is a format string over the
+    values (``{0}``, ``{1}``, ...; ``{where}`` is the section's key path) or a callable of the values.
+    """
+
+    keys: tuple[str, ...] = ()
+    check: Callable[..., bool] = bool
+    message: str | Callable[..., str] = ""
+
+    def broken(self, *values, where: str = "") -> str | None:
+        """The message when ``values`` break the rule, else None."""
+        if self.check(*values):
+            return None
+        return self.message(*values) if callable(self.message) else self.message.format(*values, where=where)
+
+
+@dataclass(frozen=True)
 class Field:
-    """One leaf key: its type, default and constraints."""
+    """One leaf key: its type, default and constraints.
+
+    ``item`` constrains the elements of a list: a type, or a Field of its own (with its range:
+    ``item=Field(int, min=1)``); ``min_items`` / ``max_items`` bound the list's length.
+    ``one_of`` makes the key a union of typed shapes (build it with :func:`union`): the value is
+    checked against the first shape whose type it has. ``rules`` are :class:`Rule` s on the value.
+    """
 
     type: type | tuple
     default: Any = None
@@ -31,10 +60,15 @@ class Field:
     min: float | None = None
     max: float | None = None
     min_exclusive: bool = False
-    item: type | tuple | None = None  # element type of a list
+    item: "type | tuple | Field | None" = None  # element type (or Field) of a list
     nullable: bool = True
     doc: str = ""
     allow_inf: bool = False  # a float key takes .inf / -.inf only when it says so; .nan never
+    max_exclusive: bool = False
+    min_items: int | None = None
+    max_items: int | None = None
+    one_of: "tuple[Field, ...] | None" = None
+    rules: tuple[Rule, ...] = ()
 
     @property
     def required(self) -> bool:
@@ -43,15 +77,40 @@ class Field:
 
 @dataclass(frozen=True)
 class Section:
-    """A nested mapping of keys. ``by_kind`` picks extra keys from the value of ``kind``."""
+    """A nested mapping of keys. ``by_kind`` picks extra keys (a mapping of fields, or a Section
+    with rules of its own) from the value of the key ``kind_key``; ``rules`` are the :class:`Rule` s
+    across its keys (checked once all its keys are valid)."""
 
     fields: Mapping[str, Any]
     doc: str = ""
     by_kind: Callable[[], Mapping[str, Mapping[str, Any]]] | None = None
+    rules: tuple[Rule, ...] = ()
+    kind_key: str = "kind"
 
 
 def _f(type_, default=None, **kw) -> Field:
     return Field(type_, default, **kw)
+
+
+def union(*shapes: Field, default=None, **kw) -> Field:
+    """A key that takes one of several typed shapes, e.g. ``"auto"`` or a list of names:
+    ``union(Field(str, choices=("auto",)), Field(list, item=str), default="auto")``. A shape's
+    ``doc``, when given, is how the error message names it."""
+    types = []
+    for shape in shapes:
+        for t in shape.type if isinstance(shape.type, tuple) else (shape.type,):
+            if t not in types:
+                types.append(t)
+    return Field(tuple(types), default, one_of=tuple(shapes), **kw)
+
+
+def sizes(count: int | None = None, *, least: int | None = None, most: int | None = None, doc: str = "",
+          default=None, nullable: bool = True) -> Field:
+    """A list of sizes (integers >= 1): ``count`` of them exactly, or ``least`` to ``most``."""
+    if count is not None:
+        least = most = count
+    return Field(list, default, item=Field(int, min=1, nullable=False), min_items=least, max_items=most,
+                 nullable=nullable, doc=doc)
 
 
 NUM = (int, float)
@@ -73,7 +132,11 @@ SPLIT = Section({
     "validation": _f(NUM, 0.15, min=0, max=0.9, doc="fraction of rows for the validation set"),
     "test": _f(NUM, 0.15, min=0, max=0.9, doc="fraction of rows for the test set"),
     "stratify": _f(bool, True, doc="keep class proportions in every split (classification)"),
-})
+}, rules=(
+    Rule(keys=("validation", "test"), check=lambda validation, test: validation + test < 0.95,
+         message="data.split.validation + data.split.test must leave rows to train on, got {0} + {1}; "
+                 "keep their sum below 0.95"),
+))
 
 DATA = Section({
     "source": _f(str, "sklearn", choices=("sklearn", "csv", "npy", "images", "sequence"),
@@ -83,13 +146,14 @@ DATA = Section({
     "path": _f(str, None, doc="file or folder for csv / npy / images"),
     "features": _f(list, None, item=(str, int), doc="feature columns (csv: names; npy: indices; npz: one array key)"),
     "label": _f((str, int), None, doc="label column (csv: name, default last; npy: index; npz: array key, default y)"),
-    "categorical": _f((str, list), "auto", doc="'auto' to detect, or a list of categorical columns"),
+    "categorical": union(Field(str, choices=("auto",), doc="'auto'"), Field(list, item=str), default="auto",
+                         doc="'auto' to detect, or a list of categorical columns"),
     "task": _f(str, "auto", choices=("auto", "classification", "regression"), nullable=False),
     "positive_class": _f((str, int), None, doc="binary classification: the class that precision, recall, F1 and "
                                                "ROC-AUC are about; null: the second class in sorted order "
                                                "(as scikit-learn)"),
-    "shape": _f(list, None, item=int, doc="reshape each row to this shape, e.g. [1, 8, 8]"),
-    "image_size": _f(list, None, item=int, doc="[height, width] images are resized to"),
+    "shape": sizes(least=1, most=3, doc="reshape each row to this shape, e.g. [1, 8, 8]"),
+    "image_size": sizes(2, doc="[height, width] images are resized to"),
     "grayscale": _f(bool, True, doc="read images as one channel"),
     "length": _f(int, 20, min=2, doc="sequence length for generated sequence tasks"),
     "samples": _f(int, 2000, min=10, doc="number of rows for generated data"),
@@ -131,10 +195,16 @@ OPTIMIZER = Section({
     "momentum": _f(NUM, 0.0, min=0, max=1),
     "nesterov": _f(bool, False),
     "weight_decay": _f(NUM, 0.0, min=0),
-    "betas": _f(list, None, item=NUM),
+    "betas": _f(list, None, item=Field(NUM, min=0, max=1, max_exclusive=True, nullable=False), min_items=2,
+                max_items=2, doc="Adam's (beta1, beta2); null: torch's defaults"),
     "alpha": _f(NUM, 0.99, min=0, max=1, doc="RMSProp smoothing constant"),
     "eps": _f(NUM, None, min=0, min_exclusive=True),
-})
+}, rules=(
+    Rule(keys=("kind", "nesterov", "momentum"),
+         check=lambda kind, nesterov, momentum: kind != "sgd" or not nesterov or momentum > 0,
+         message="optimizer.nesterov needs optimizer.momentum > 0, got {2}; set optimizer.momentum: 0.9 or "
+                 "optimizer.nesterov: false"),
+))
 
 SCHEDULE = Section({
     "kind": _f(str, "constant", choices=("constant", "linear", "cosine", "exponential", "step", "multistep",
@@ -150,7 +220,10 @@ SCHEDULE = Section({
                                          "peak and back, as PyTorch's OneCycleLR"),
     "patience": _f(int, 3, min=0, doc="epochs without improvement before plateau decay"),
     "factor": _f(NUM, 0.5, min=0, max=1, min_exclusive=True, doc="plateau decay factor"),
-})
+}, rules=(
+    Rule(keys=("kind", "milestones"), check=lambda kind, milestones: kind != "multistep" or bool(milestones),
+         message="schedule.milestones is required for schedule.kind multistep, e.g. [10, 20]"),
+))
 
 # danlu/training/_loop.py
 EARLY_STOPPING = Section({
@@ -179,17 +252,18 @@ CHECKPOINT = Section({
     "keep_best": _f(bool, True),
 })
 
+LOGGERS = ("tensorboard", "mlflow")   # danlu/training/_loggers.py
+
 OUTPUT = Section({
     "runs_dir": _f(str, "runs", nullable=False),
     "progress": _f(str, "auto", choices=("auto", "bar", "lines", "none"), nullable=False),
-    "loggers": _f(list, None, item=str, doc="also log scalars and diagnoses to: tensorboard (RUN/tensorboard/), "
-                                             "mlflow (a store in RUN/mlflow/ unless output.mlflow_uri is set)"),
+    "loggers": _f(list, None, item=Field(str, choices=LOGGERS, nullable=False),
+                  doc="also log scalars and diagnoses to: tensorboard (RUN/tensorboard/), "
+                      "mlflow (a store in RUN/mlflow/ unless output.mlflow_uri is set)"),
     "mlflow_uri": _f(str, None, doc="MLflow tracking URI (e.g. http://localhost:5000, sqlite:///mlflow.db); "
                                     "null: a SQLite store in RUN/mlflow/"),
     "mlflow_experiment": _f(str, "danlu", nullable=False, doc="MLflow experiment the run is logged under"),
 })
-
-LOGGERS = ("tensorboard", "mlflow")   # danlu/training/_loggers.py
 
 # danlu/diagnose
 DIVERGENCE = Section({
@@ -271,7 +345,10 @@ BASE = Section({
                                          "run's test rows may be the base run's training rows (refused otherwise)"),
     "text": _f(str, "text", nullable=False, doc="minilm: the CSV column holding the text"),
     "max_length": _f(int, 64, min=4, max=512, nullable=False, doc="minilm: tokens kept per text"),
-}, doc="pretrained backbone and fine-tuning mode (预训练, 微调)")
+}, doc="pretrained backbone and fine-tuning mode (预训练, 微调)", rules=(
+    Rule(keys=("kind", "run"), check=lambda kind, run: kind is None or run is None,
+         message="base.kind and base.run both set; keep one of them"),
+))
 
 # danlu/transfer — LoRA adapters, applied when the model is built (train only the adapters)
 LORA = Section({
@@ -316,8 +393,53 @@ RL = Section({
     "checkpoint_every": _f(int, 10, min=0, nullable=False, doc="updates between checkpoints (0: only at the end)"),
 }, doc="the PPO agent (policy-gradient, actor-critic) of a reinforcement-learning run")
 
+
+def _plain_folder_name(name: str) -> bool:
+    return (bool(name.strip()) and name not in (".", "..") and not any(c in name for c in "/\\")
+            and not any(ord(c) < 32 for c in name) and not Path(name).is_absolute())
+
+
+# A run's name becomes one folder below output.runs_dir: it may not leave it.
+RUN_NAME = Rule(check=_plain_folder_name,
+                message="must be a plain folder name (no / or \\, not '.' or '..', not empty), since the run goes "
+                        "to output.runs_dir/<name>; got {0!r}; e.g. name: iris_mlp")
+
+
+def _defaults(section: Section) -> dict:
+    return _check_section(section, {}, "", "defaults")
+
+
+def _rl_keys_need_env(name, env, rl) -> bool:
+    return bool(name) or (env == _defaults(ENV) and rl == _defaults(RL))
+
+
+RECIPE_RULES = (
+    Rule(keys=("env.name", "env", "rl"), check=_rl_keys_need_env,
+         message="env.name is required when env or rl keys are set; name a Gymnasium environment, "
+                 "e.g. env.name: CartPole-v1"),
+    Rule(keys=("data.source", "data.path"),
+         check=lambda source, path: source not in ("csv", "npy", "images") or bool(path),
+         message="data.path is required when data.source is {0}"),
+    Rule(keys=("data.source", "data.name", "env.name"),   # an RL run acts in its environment and has no data
+         check=lambda source, name, env: source not in ("sklearn", "sequence") or bool(name) or bool(env),
+         message="data.name is required when data.source is {0} (e.g. digits)"),
+    Rule(keys=("lora.enabled", "base.kind", "base.run", "base.mode"),
+         check=lambda lora, kind, run, mode: not (lora and (kind or run)) or mode == "full",
+         message="lora.enabled needs base.mode: full (probe freezes the adapters too, gradual unfreezes the "
+                 "base weights); got base.mode: {3}"),
+    # danlu/rl: what a reinforcement-learning run (env.name set) cannot use
+    Rule(keys=("env.name", "device"), check=lambda env, device: not env or device != "cuda",
+         message="device: cuda is not used by RL runs (a small policy stepping CPU environments is fastest on "
+                 "the CPU); use device: auto or cpu"),
+    Rule(keys=("env.name", "env.num_envs", "rl.rollout", "rl.minibatches"),
+         check=lambda env, num_envs, rollout, minibatches: not env or minibatches <= num_envs * rollout,
+         message=lambda env, num_envs, rollout, minibatches: (
+             f"rl.minibatches ({minibatches}) exceeds the {num_envs * rollout} steps of a rollout "
+             f"(env.num_envs x rl.rollout); use at most {num_envs * rollout}")),
+)
+
 RECIPE = Section({
-    "name": _f(str, None, doc="run name; default: the recipe file's stem"),
+    "name": _f(str, None, doc="run name; default: the recipe file's stem", rules=(RUN_NAME,)),
     "seed": _f(int, 0, min=0, max=2**32 - 1, nullable=False,
                doc="one seed fixes splits, initial weights and batch order (0 to 2**32 - 1)"),
     "device": _f(str, "auto", choices=("auto", "cpu", "cuda"), nullable=False),
@@ -335,7 +457,7 @@ RECIPE = Section({
     "base": BASE,
     "env": ENV,
     "rl": RL,
-})
+}, rules=RECIPE_RULES)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -370,6 +492,35 @@ def _check_field(field: Field, value, where: str):
         raise RecipeError(f"{where} must be {_type_name(field.type)}, got null")
     if isinstance(value, tuple):
         value = list(value)
+    if field.one_of is not None:
+        value = _check_union(field, value, where)
+    else:
+        value = _check_shape(field, value, where)
+    for rule in field.rules:
+        broken = rule.broken(value)
+        if broken:
+            raise RecipeError(f"{where} {broken}")
+    return value
+
+
+def _check_union(field: Field, value, where: str):
+    """The value as the first shape that takes it; one that fits no shape is told every shape the
+    key takes (a list of the right type but with a wrong element, which element is wrong)."""
+    list_error = None
+    for shape in field.one_of:
+        if not _is_type(_as_written(value, shape.type), shape.type):
+            continue
+        try:
+            return _check_shape(shape, value, where)
+        except RecipeError as err:
+            if shape.type is list:
+                list_error = err
+    if list_error is not None:
+        raise list_error
+    raise RecipeError(f"{where} must be {_expected(field)}; got {_shown(value)}")
+
+
+def _check_shape(field: Field, value, where: str):
     value = _as_written(value, field.type)
     if not _is_type(value, field.type):
         raise RecipeError(f"{where} must be {_type_name(field.type)}, got {_shown(value)}")
@@ -381,18 +532,88 @@ def _check_field(field: Field, value, where: str):
         if field.min is not None and (value < field.min or (field.min_exclusive and value == field.min)):
             op = ">" if field.min_exclusive else ">="
             raise RecipeError(f"{where} must be {op} {_bound(field.min)}, got {_shown(value)}")
-        if field.max is not None and value > field.max:
-            raise RecipeError(f"{where} must be <= {_bound(field.max)}, got {_shown(value)}")
-    if isinstance(value, list) and field.item is not None:
-        value = [_as_written(v, field.item) for v in value]
-        for i, v in enumerate(value):
-            if not _is_type(v, field.item):
-                raise RecipeError(f"{where}[{i}] must be {_type_name(field.item)}, got {_shown(v)}")
-            if isinstance(v, float):
-                _check_finite(v, f"{where}[{i}]", field.allow_inf)
+        if field.max is not None and (value > field.max or (field.max_exclusive and value == field.max)):
+            op = "<" if field.max_exclusive else "<="
+            raise RecipeError(f"{where} must be {op} {_bound(field.max)}, got {_shown(value)}")
+    if isinstance(value, list):
+        value = _check_items(field, value, where)
     if isinstance(value, float) and field.type is int:
         raise RecipeError(f"{where} must be an integer, got {value!r}")
     return _plain(value)
+
+
+def _check_items(field: Field, value: list, where: str) -> list:
+    few = field.min_items is not None and len(value) < field.min_items
+    if few or (field.max_items is not None and len(value) > field.max_items):
+        raise RecipeError(f"{where} must be {_expected(field)}, got {_plain(value)}")
+    if field.item is None:
+        return value
+    item = field.item if isinstance(field.item, Field) else Field(field.item, nullable=False,
+                                                                   allow_inf=field.allow_inf)
+    return [_check_field(item, v, f"{where}[{i}]") for i, v in enumerate(value)]
+
+
+_PLURAL = {int: "integers", float: "numbers", str: "strings", bool: "true/false values", list: "lists",
+           dict: "mappings"}
+_COUNT = {1: "one", 2: "two", 3: "three", 4: "four"}
+
+
+def _expected(field: Field) -> str:
+    """What a value of this shape is, in words: ``sqrt, log2 or a number in (0, 1]``, ``two integers >= 1``."""
+    return _or_list(_shapes_in_words(field))
+
+
+def _shapes_in_words(field: Field) -> list[str]:
+    if field.one_of is not None:
+        return [words for shape in field.one_of for words in _shapes_in_words(shape)]
+    if field.doc and field.type is not list:
+        return [field.doc]
+    if field.choices is not None:
+        return [str(c) for c in field.choices]
+    if field.type is list:
+        return [_list_in_words(field)]
+    number = isinstance(field.type, tuple) and set(field.type) == {int, float}
+    return [("a number" if number else _type_name(field.type)) + _range_text(field)]
+
+
+def _list_in_words(field: Field) -> str:
+    item = field.item
+    types = item.type if isinstance(item, Field) else item
+    types = types if isinstance(types, tuple) else (types,)
+    if item is None:
+        noun = "values"
+    elif float in types:
+        noun = "numbers"
+    else:
+        noun = " or ".join(_PLURAL.get(t, t.__name__) for t in types)
+    if isinstance(item, Field):
+        noun += _range_text(item)
+    lo, hi = field.min_items, field.max_items
+    if lo is not None and lo == hi:
+        return f"{_COUNT.get(lo, lo)} {noun}"
+    if lo is not None and hi is not None:
+        return f"{lo} to {hi} {noun}"
+    if lo is not None:
+        return f"at least {lo} {noun}"
+    if hi is not None:
+        return f"at most {hi} {noun}"
+    return f"a list of {noun}"
+
+
+def _range_text(field: Field) -> str:
+    lo, hi = field.min, field.max
+    if lo is not None and hi is not None:
+        opening, closing = "(" if field.min_exclusive else "[", ")" if field.max_exclusive else "]"
+        return f" in {opening}{_bound(lo)}, {_bound(hi)}{closing}"
+    if lo is not None:
+        return f" {'>' if field.min_exclusive else '>='} {_bound(lo)}"
+    if hi is not None:
+        return f" {'<' if field.max_exclusive else '<='} {_bound(hi)}"
+    return ""
+
+
+def _or_list(words: list[str]) -> str:
+    return words[0] if len(words) == 1 else f"{', '.join(words[:-1])} or {words[-1]}"
 
 
 def _as_written(value, t):
@@ -460,19 +681,21 @@ def _check_section(section: Section, data, where: str, source: str) -> dict:
         data = {}
     if not isinstance(data, Mapping):
         raise RecipeError(f"{source}: {where or 'the recipe'} must be a mapping of keys, got {data!r}")
-    fields = dict(section.fields)
+    fields, rules = dict(section.fields), section.rules
     if section.by_kind is not None:
-        kinds = section.by_kind()
-        kind = data.get("kind", fields["kind"].default)
+        kinds, kk = section.by_kind(), section.kind_key
+        kind = data.get(kk, fields[kk].default)
         if not isinstance(kind, str):   # a list or mapping cannot name a kind (nor be looked up)
-            raise RecipeError(f"{source}: {prefix}kind must be the name of one of {', '.join(sorted(kinds))}; "
+            raise RecipeError(f"{source}: {prefix}{kk} must be the name of one of {', '.join(sorted(kinds))}; "
                               f"got {_shown(kind)}")
         if kind not in kinds:
-            raise RecipeError(f"{source}: {prefix}kind must be one of {', '.join(sorted(kinds))}; "
+            raise RecipeError(f"{source}: {prefix}{kk} must be one of {', '.join(sorted(kinds))}; "
                               f"got {kind!r}{did_you_mean(kind, kinds)}")
         extra = kinds[kind]
         if extra is None:  # a registered model that takes any keys
-            return {k: _plain(copy.deepcopy(v)) for k, v in data.items()} | {"kind": kind}
+            return {k: _plain(copy.deepcopy(v)) for k, v in data.items()} | {kk: kind}
+        if isinstance(extra, Section):
+            extra, rules = extra.fields, rules + extra.rules
         fields.update(extra)
     out = {}
     for key in data:
@@ -493,7 +716,22 @@ def _check_section(section: Section, data, where: str, source: str) -> dict:
             raise RecipeError(f"{source}: {path} is required")
         else:
             out[key] = copy.deepcopy(spec.default)
+    _check_rules(rules, out, source, where)
     return out
+
+
+def _check_rules(rules: tuple[Rule, ...], checked: dict, source: str, where: str = "") -> None:
+    """A section's cross-key rules, over its validated values."""
+    for rule in rules:
+        values = []
+        for key in rule.keys:
+            node = checked
+            for part in key.split("."):
+                node = node[part]
+            values.append(node)
+        broken = rule.broken(*values, where=where)
+        if broken:
+            raise RecipeError(f"{source}: {broken}")
 
 
 class Node(dict):
@@ -535,7 +773,6 @@ class Recipe(Node):
         _cap_epochs(checked)
         recipe = cls(_freeze(checked))
         dict.__setattr__(recipe, "source", source)
-        recipe._check_cross(source)
         return recipe
 
     @classmethod
@@ -575,39 +812,6 @@ class Recipe(Node):
         from ._yaml import dumps
 
         return dumps(self.to_dict())   # text that reads as a number (name: '1e3') is quoted
-
-    def _check_cross(self, source: str):
-        from ._rundir import check_run_name
-
-        check_run_name(self["name"], source)   # the run folder stays inside output.runs_dir
-        split = self["data"]["split"]
-        if split["validation"] + split["test"] >= 0.95:
-            raise RecipeError(f"{source}: data.split.validation + data.split.test must leave rows to train on, "
-                              f"got {split['validation']} + {split['test']}")
-        if not self["env"]["name"] and (self["env"] != _check_section(ENV, {}, "env", source)
-                                        or self["rl"] != _check_section(RL, {}, "rl", source)):
-            raise RecipeError(f"{source}: env.name is required when env or rl keys are set; name a Gymnasium "
-                              f"environment, e.g. env.name: CartPole-v1")
-        if self["data"]["source"] in ("csv", "npy", "images") and not self["data"]["path"]:
-            raise RecipeError(f"{source}: data.path is required when data.source is {self['data']['source']}")
-        if self["data"]["source"] in ("sklearn", "sequence") and not self["data"]["name"] \
-                and not self["env"]["name"]:   # an RL run acts in its environment and has no data
-            raise RecipeError(f"{source}: data.name is required when data.source is {self['data']['source']} "
-                              f"(e.g. digits)")
-        sched = self["schedule"]
-        if sched["kind"] == "multistep" and not sched["milestones"]:
-            raise RecipeError(f"{source}: schedule.milestones is required for schedule.kind multistep, e.g. [10, 20]")
-        if self["lora"]["enabled"] and (self["base"]["kind"] or self["base"]["run"]) \
-                and self["base"]["mode"] != "full":
-            raise RecipeError(f"{source}: lora.enabled needs base.mode: full (probe freezes the adapters too, "
-                              f"gradual unfreezes the base weights); got base.mode: {self['base']['mode']}")
-        for i, name in enumerate(self["output"]["loggers"] or ()):
-            if name not in LOGGERS:
-                raise RecipeError(f"{source}: output.loggers[{i}] must be one of {', '.join(LOGGERS)}; "
-                                  f"got {name!r}{did_you_mean(name, LOGGERS)}")
-        betas = self["optimizer"]["betas"]
-        if betas is not None and (len(betas) != 2 or not all(0 <= b < 1 for b in betas)):
-            raise RecipeError(f"{source}: optimizer.betas must be two numbers in [0, 1), got {betas}")
 
 
 MAX_EPOCHS_VAR = "DANLU_MAX_EPOCHS"

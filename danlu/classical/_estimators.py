@@ -25,8 +25,6 @@ def make_estimator(cfg, info, seed: int, *, scale_target: bool = True, source: s
     """The unfitted estimator that the ``model`` section ``cfg`` describes for data ``info``."""
     kind = cfg["kind"]
     classify = info.task == "classification"
-    if cfg["n_jobs"] == 0:
-        raise RecipeError(f"{source}: model.n_jobs must be a number of threads >= 1, or -1 for all cores; got 0")
     try:
         return _BUILDERS[kind](cfg, info, seed, classify, scale_target)
     except RecipeError as err:
@@ -65,23 +63,14 @@ def _random_forest(cfg, info, seed, classify, scale_target):
 
 
 def _max_features(value):
-    if isinstance(value, str):
-        if value not in ("sqrt", "log2"):
-            raise RecipeError(f"model.max_features must be sqrt, log2 or a fraction in (0, 1]; got {value!r}")
-        return value
-    if not 0 < value <= 1:
-        raise RecipeError(f"model.max_features as a number is the fraction of features, in (0, 1]; got {value}")
-    return float(value)
+    """sqrt, log2 or a fraction in (0, 1] (the schema checked which)."""
+    return value if isinstance(value, str) else float(value)
 
 
 def _svm(cfg, info, seed, classify, scale_target):
     from sklearn.svm import SVC, SVR
 
-    gamma = cfg["gamma"]
-    if isinstance(gamma, str) and gamma not in ("scale", "auto"):
-        raise RecipeError(f"model.gamma must be scale, auto or a number > 0; got {gamma!r}")
-    if not isinstance(gamma, str) and gamma <= 0:
-        raise RecipeError(f"model.gamma must be scale, auto or a number > 0; got {gamma}")
+    gamma = cfg["gamma"]   # scale, auto or a number > 0 (the schema checked which)
     kernel = {"C": float(cfg["C"]), "kernel": cfg["kernel"], "gamma": gamma, "degree": cfg["degree"]}
     if classify:
         from sklearn.calibration import CalibratedClassifierCV

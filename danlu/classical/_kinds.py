@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from ..errors import RecipeError
 from ..models._registry import MODELS, register_model
-from ..recipe import NUM, Field
+from ..recipe import NUM, Field, union
 
 CLASSIFICATION_CRITERIA = ("gini", "entropy", "log_loss")
 REGRESSION_CRITERIA = ("squared_error", "friedman_mse", "absolute_error", "poisson")
@@ -37,8 +37,10 @@ RANDOM_FOREST_PARAMS = {
     "n_estimators": Field(int, 100, min=1, nullable=False, doc="number of trees"),
     "max_depth": _max_depth(),
     "min_samples_leaf": _min_samples_leaf(1),
-    "max_features": Field((str, NUM), None, doc="features tried at each split: sqrt, log2 or a fraction in "
-                                                "(0, 1]; null: sqrt (classification) or all (regression)"),
+    "max_features": union(Field(str, choices=("sqrt", "log2")),
+                          Field(NUM, min=0, min_exclusive=True, max=1, doc="a fraction of features, in (0, 1]"),
+                          doc="features tried at each split: sqrt, log2 or a fraction in (0, 1]; null: sqrt "
+                              "(classification) or all (regression)"),
     "bootstrap": Field(bool, True, nullable=False, doc="grow each tree on a bootstrap sample of the rows"),
 }
 
@@ -47,7 +49,8 @@ SVM_PARAMS = {
                doc="inverse regularisation strength (larger: fit the training rows more closely)"),
     "kernel": Field(str, "rbf", choices=("rbf", "linear", "poly", "sigmoid"), nullable=False,
                     doc="kernel function"),
-    "gamma": Field((str, NUM), "scale", nullable=False, doc="kernel width: scale, auto or a number > 0"),
+    "gamma": union(Field(str, choices=("scale", "auto")), Field(NUM, min=0, min_exclusive=True), default="scale",
+                   nullable=False, doc="kernel width: scale, auto or a number > 0"),
     "degree": Field(int, 3, min=1, nullable=False, doc="degree of the poly kernel"),
     "epsilon": Field(NUM, 0.1, min=0, nullable=False,
                      doc="regression: half-width of the error tube that costs nothing (in standard deviations "
@@ -88,7 +91,8 @@ PCA_PARAMS = {
 
 # One thread by default: predictable on a shared machine, and OpenMP threads that spin-wait for a
 # busy core made gradient boosting 15x slower on a loaded 2-core box. Raise it for big data.
-N_JOBS = Field(int, 1, min=-1, nullable=False, doc="CPU threads for fitting and predicting (-1: all cores)")
+N_JOBS = union(Field(int, choices=(-1,), doc="-1 (all cores)"), Field(int, min=1, doc="a number of threads >= 1"),
+               default=1, nullable=False, doc="CPU threads for fitting and predicting (-1: all cores)")
 
 KIND_PARAMS = {
     "decision_tree": DECISION_TREE_PARAMS | {"n_jobs": N_JOBS},

@@ -16,7 +16,6 @@ a crash.
 """
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import zipfile
@@ -93,14 +92,6 @@ def untrusted_types(path: Path) -> list[str]:
     return sorted(schema_types(path) - set(TRUSTED_TYPES))
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def save_estimator(estimator, path: str | Path) -> str:
     """Write ``estimator`` to ``path`` atomically (its checksum kept in the run's manifest);
     returns the file's SHA-256.
@@ -118,7 +109,7 @@ def save_estimator(estimator, path: str | Path) -> str:
         raise RuntimeError(f"the fitted {type(estimator).__name__} holds types outside danlu's trust list "
                            f"({', '.join(unknown)}); add them to TRUSTED_TYPES after review")
     integrity.atomic_write(path, lambda tmp: Path(tmp).write_bytes(data))
-    return hashlib.sha256(data).hexdigest()
+    return integrity.sha256_bytes(data)
 
 
 def load_estimator(path: str | Path, *, sha256: str | None = None, expected: str | None = None):
@@ -134,7 +125,7 @@ def load_estimator(path: str | Path, *, sha256: str | None = None, expected: str
         raise CheckpointError(f"{path}: not found; the run directory must hold the fitted model (model.skops)")
     # a file of a run (or any folder danlu made) only if it matches its manifest; a file of one's own as it is
     data = integrity.read_bytes(path) if integrity.is_checked(path) else path.read_bytes()
-    if sha256 is not None and hashlib.sha256(data).hexdigest() != sha256:
+    if sha256 is not None and integrity.sha256_bytes(data) != sha256:
         raise CheckpointError(f"{path}: the file does not match the checksum in model.json (changed after "
                               f"training); refit the model with `danlu train`")
     unknown = sorted(_types_in(data, path) - set(TRUSTED_TYPES))

@@ -89,12 +89,12 @@ WEIGHT_FILES = ("model.safetensors", "model.skops")
 
 def weights_digest(run_dir) -> str | None:
     """SHA-256 of a member's weights file, so that loading the ensemble notices a member trained again."""
-    import hashlib
+    from .._integrity import sha256_file
 
     for name in WEIGHT_FILES:
         path = Path(run_dir) / name
         if path.is_file():
-            return hashlib.sha256(path.read_bytes()).hexdigest()
+            return sha256_file(path)
     return None
 
 

@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..data._scaler_module import ScalerModule
 from ..errors import UserError
 
 TINY = 1e-38   # log(0) would be -inf: the least positive float32 stands in for it
@@ -70,18 +71,11 @@ class MemberInput(nn.Module):
 
     def __init__(self, pipeline):
         super().__init__()
-        shape = tuple(pipeline.info.input_shape)
-        self.shape = shape
-        scaler = pipeline.scaler
-        self.scale = scaler.mode != "none"
-        view = [1] * (len(shape) + 1)
-        view[scaler.axis] = -1
-        self.register_buffer("shift", scaler.shift.float().reshape(view))
-        self.register_buffer("div", scaler.div.float().reshape(view))
+        self.shape = tuple(pipeline.info.input_shape)
+        self.scaler = ScalerModule(pipeline.scaler, self.shape)
 
     def forward(self, x):
-        x = x.reshape(x.shape[0], *self.shape)
-        return (x - self.shift) / self.div if self.scale else x
+        return self.scaler(x.reshape(x.shape[0], *self.shape))
 
 
 class Combiner(nn.Module):

@@ -212,15 +212,17 @@ def _outputs(args, kind: str, record: dict):
     docstring); when it is taken, a counter is added (--overwrite replaces it instead)."""
     from pathlib import Path
 
+    from .._rundir import numbered
+
     if args.output:
         png = Path(args.output)
         return png, png.with_suffix(".json")
     folder = Path(args.run_dir) / "samples"
     stem = _default_stem(args, kind, record)
-    png, n = folder / f"{stem}.png", 1
-    while not args.overwrite and (png.exists() or png.with_suffix(".json").exists()):
-        n += 1
-        png = folder / f"{stem}-{n}.png"
+    if args.overwrite:
+        png = folder / f"{stem}.png"
+    else:   # stem.png, stem-2.png, ...: the first whose picture and record are both free
+        png = numbered(folder / stem, lambda p: p.exists() or p.with_suffix(".json").exists(), suffix=".png")
     return png, png.with_suffix(".json")
 
 

@@ -25,10 +25,11 @@ def run(args) -> int:
 
     from ..recipe import Recipe
     from ..tune import lr_find
-    from ..tune._lr_find import default_out_dir, unique_dir
+    from .._rundir import holds_something, numbered
+    from ..tune._lr_find import default_out_dir
 
     recipe = Recipe.from_yaml(args.recipe, args.overrides)
-    out = unique_dir(Path(args.output)) if args.output else default_out_dir(recipe)
+    out = numbered(Path(args.output), holds_something) if args.output else default_out_dir(recipe)
     result = lr_find(recipe, min_lr=args.min_lr, max_lr=args.max_lr, steps=args.steps, rule=args.rule,
                      progress=args.progress != "none")
     result.save(out)

@@ -143,10 +143,7 @@ def _check_generated_size(samples: int, length: int) -> None:
 def load_csv(path: Path, cfg) -> Loaded:
     csv = read_csv(path)
     names, label = choose_columns(csv, cfg["features"], cfg["label"])
-    categorical = cfg["categorical"]
-    if isinstance(categorical, str) and categorical != "auto":
-        raise RecipeError(f"data.categorical must be 'auto' or a list of column names; got '{categorical}'")
-    cat_names = categorical_columns(csv, names, categorical)
+    cat_names = categorical_columns(csv, names, cfg["categorical"])   # 'auto' or a list (the schema checked)
     table = table_from_csv(csv, names, cat_names, label)
     reader = {"format": "table", "columns": names, "label": label, "divisor": 1.0,
               "categorical": [n for n in names if n in cat_names]}
@@ -266,10 +263,9 @@ def first_size(path: Path) -> tuple[int, int]:
 
 
 def check_image_size(image_size) -> tuple[int, int] | None:
+    """``data.image_size`` as (height, width): two sizes >= 1 (the schema checked them), or None."""
     if image_size is None:
         return None
-    if len(image_size) != 2 or min(image_size) < 1:
-        raise RecipeError(f"data.image_size must be [height, width] with positive sizes, got {image_size}")
     return int(image_size[0]), int(image_size[1])
 
 

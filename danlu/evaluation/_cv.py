@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .._rundir import holds_something, numbered
 from ..errors import DataError, UserError
 from ._baseline import baseline_metrics
 from ._metrics import PRIMARY_METRIC
@@ -138,15 +139,6 @@ def fold_rows(y: np.ndarray, task: str, folds: int, seed: int, validation: float
     return out
 
 
-def _free_dir(path: Path) -> Path:
-    """``path`` if it is new or empty, else ``path-2``, ``path-3``, ...: nothing is overwritten."""
-    candidate, n = path, 1
-    while candidate.exists() and (not candidate.is_dir() or any(candidate.iterdir())):
-        n += 1
-        candidate = path.with_name(f"{path.name}-{n}")
-    return candidate
-
-
 # ---------------------------------------------------------------------------------------------
 # Running the folds
 # ---------------------------------------------------------------------------------------------
@@ -172,7 +164,7 @@ def cross_validate(recipe, folds: int = 5, out_dir=None, *, progress: str | None
     n_classes = int(y.max()) + 1 if task == "classification" else None
 
     base = Path(out_dir) if out_dir is not None else Path(recipe.output.runs_dir) / f"cv-{recipe.name or 'run'}"
-    root = _free_dir(base)
+    root = numbered(base, holds_something)   # new or empty, else base-2, base-3 ...: nothing is overwritten
     if root != base and out_dir is not None:
         print(f"cv: {base} is not empty; writing to {root} instead", file=stream)
     _rundir.plan_dir(root, flag="--out", kind="cv").create()   # made and marked as danlu's (.danlu-run)

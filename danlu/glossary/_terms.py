@@ -53,11 +53,6 @@ class Term:
             return ()
         return tuple(item.strip() for item in self.knob.split(", ") if item.strip())
 
-    @property
-    def recipe_keys(self) -> tuple[str, ...]:
-        """Recipe key paths among the knobs, without any ``=value`` (commands start with a backtick)."""
-        return tuple(item.split("=", 1)[0] for item in self.knobs if not item.startswith("`"))
-
 
 @dataclass(frozen=True)
 class _Glossary:

@@ -6,7 +6,7 @@ that validating a recipe that names ``kind: autoencoder`` stays free of torch.
 from __future__ import annotations
 
 from ..errors import RecipeError
-from ..recipe import Field
+from ..recipe import Field, sizes
 from ._builtin import _activation
 from ._registry import register_model
 
@@ -14,7 +14,7 @@ AUTOENCODER_PARAMS = {
     "code_dim": Field(int, 2, min=1, nullable=False,
                       doc="size of the code each input is squeezed into; 2 draws the codes directly, "
                           "more are mapped by PCA"),
-    "hidden": Field(list, [128, 64], item=int, nullable=False,
+    "hidden": sizes(default=[128, 64], nullable=False,
                     doc="hidden layer sizes of the encoder (the decoder mirrors them)"),
     "activation": _activation(),
     "output": Field(str, "sigmoid", choices=("sigmoid", "linear"), nullable=False,
@@ -28,9 +28,6 @@ def build_autoencoder(cfg, info, out_dim):
     trains on its own reconstruction objective and outputs reconstructions)."""
     from ..generative._autoencoder import Autoencoder
 
-    for i, size in enumerate(cfg["hidden"]):
-        if size < 1:
-            raise RecipeError(f"model.hidden[{i}] must be >= 1, got {size}")
     if getattr(info, "categorical", None):
         raise RecipeError("model.kind autoencoder reconstructs numeric features, but the data has categorical "
                           "columns; keep only numeric ones with data.features")

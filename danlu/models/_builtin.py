@@ -1,8 +1,8 @@
 """The built-in model kinds: their recipe keys (as data) and their builders.
 
 The keys below are the schema of ``model: {kind: ...}``; the recipe validator enforces types,
-choices and ranges. Builders check only what needs the data to judge (the input shape) or what
-a Field cannot say (odd kernel sizes, positive list items). torch is imported inside the
+choices, ranges, list items and rules (an odd kernel size). Builders check only what needs the
+data to judge (the input shape). torch is imported inside the
 builders so that registering the kinds stays free of it.
 """
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 
 from ..errors import RecipeError
-from ..recipe import NUM, Field
+from ..recipe import NUM, Field, Rule, sizes
 from ._registry import register_model
 
 _ACTIVATIONS = ("relu", "gelu", "tanh", "sigmoid", "leaky_relu", "elu")
@@ -32,20 +32,22 @@ def _activation() -> Field:
 LINEAR_PARAMS = dict(SHARED)
 
 MLP_PARAMS = SHARED | {
-    "hidden": Field(list, [128, 64], item=int, nullable=False, doc="sizes of the hidden layers"),
+    "hidden": sizes(default=[128, 64], nullable=False, doc="sizes of the hidden layers"),
     "activation": _activation(),
     "dropout": _dropout(0.0),
     "batch_norm": Field(bool, False, nullable=False, doc="batch normalisation after each hidden layer"),
 }
 
 CNN_PARAMS = SHARED | {
-    "channels": Field(list, [32, 64], item=int, nullable=False, doc="output channels of each conv block"),
-    "kernel_size": Field(int, 3, min=1, nullable=False, doc="odd convolution window size"),
+    "channels": sizes(default=[32, 64], nullable=False, doc="output channels of each conv block"),
+    "kernel_size": Field(int, 3, min=1, nullable=False, doc="odd convolution window size", rules=(
+        Rule(check=lambda k: k % 2 == 1,
+             message=lambda k: f"must be odd so that padding keeps the image size, got {k}; use {k + 1}"),)),
     "pool": Field(str, "max", choices=("max", "avg", "none"), nullable=False,
                   doc="2x2 pooling after each conv block"),
     "batch_norm": Field(bool, True, nullable=False, doc="batch normalisation after each convolution"),
     "dropout": _dropout(0.25),
-    "hidden": Field(list, [128], item=int, nullable=False, doc="hidden layer sizes of the dense head"),
+    "hidden": sizes(default=[128], nullable=False, doc="hidden layer sizes of the dense head"),
     "activation": _activation(),
 }
 
@@ -60,12 +62,6 @@ RNN_PARAMS = SHARED | {
 
 def _categorical(info) -> list:
     return list(getattr(info, "categorical", None) or [])
-
-
-def _check_sizes(cfg, key: str) -> None:
-    for i, size in enumerate(cfg[key]):
-        if size < 1:
-            raise RecipeError(f"model.{key}[{i}] must be >= 1, got {size}")
 
 
 def _shape_hint(shape: tuple, prefix: list, generic: str) -> str:
@@ -85,7 +81,6 @@ def build_linear(cfg, info, out_dim):
 def build_mlp(cfg, info, out_dim):
     from ._nets import MLP
 
-    _check_sizes(cfg, "hidden")
     return MLP(tuple(info.input_shape), out_dim, hidden=cfg["hidden"], activation=cfg["activation"],
                dropout=cfg["dropout"], batch_norm=cfg["batch_norm"], categorical=_categorical(info),
                embedding_dim=cfg["embedding_dim"])
@@ -99,11 +94,6 @@ def build_cnn(cfg, info, out_dim):
         hint = _shape_hint(shape, [1], "[channels, height, width]")
         raise RecipeError(f"model.kind cnn needs images of shape (channels, height, width), but each sample "
                           f"has shape {shape}; set data.shape, e.g. data.shape: {hint}, or use model.kind mlp")
-    if cfg["kernel_size"] % 2 == 0:
-        raise RecipeError(f"model.kernel_size must be odd so that padding keeps the image size, "
-                          f"got {cfg['kernel_size']}; use {cfg['kernel_size'] + 1}")
-    _check_sizes(cfg, "channels")
-    _check_sizes(cfg, "hidden")
     return CNN(shape, out_dim, channels=cfg["channels"], kernel_size=cfg["kernel_size"], pool=cfg["pool"],
                batch_norm=cfg["batch_norm"], dropout=cfg["dropout"], hidden=cfg["hidden"],
                activation=cfg["activation"])
@@ -136,7 +126,7 @@ register_model("rnn", build_rnn, RNN_PARAMS)
 HYPER_PARAMS = {
     "task_column": Field(str, None, doc="categorical column holding the task id that conditions the generated "
                                         "weights; null: the first categorical column"),
-    "hidden": Field(list, [32], item=int, nullable=False, doc="hidden layer sizes of the generated main network"),
+    "hidden": sizes(default=[32], nullable=False, doc="hidden layer sizes of the generated main network"),
     "embed_dim": Field(int, 8, min=1, nullable=False, doc="size of the learned task embedding"),
     "hyper_hidden": Field(int, 64, min=1, nullable=False, doc="hidden width of the weight generator"),
     "activation": Field(str, "relu", choices=("relu", "tanh", "gelu"), nullable=False,

@@ -6,7 +6,7 @@ own objective (noise prediction), sampled with ``danlu generate``.
 from __future__ import annotations
 
 from ..errors import RecipeError
-from ..recipe import NUM, Field
+from ..recipe import NUM, Field, Rule
 from ._registry import register_model
 
 DIFFUSION_PARAMS = {
@@ -16,7 +16,9 @@ DIFFUSION_PARAMS = {
     "channels": Field(int, 64, min=8, nullable=False, doc="feature maps of the noise-prediction network"),
     "blocks": Field(int, 3, min=1, nullable=False, doc="residual blocks of the noise-prediction network"),
     "embed_dim": Field(int, 64, min=2, nullable=False,
-                       doc="size of the step embedding and of the learned label embedding (even)"),
+                       doc="size of the step embedding and of the learned label embedding (even)", rules=(
+        Rule(check=lambda d: d % 2 == 0,
+             message=lambda d: f"must be even (sine and cosine halves), got {d}; use {d + 1}"),)),
     "cond_dropout": Field(NUM, 0.15, min=0, max=0.9, nullable=False,
                           doc="chance that a training label is replaced by 'no label', so one network also "
                               "learns the unconditional prediction that guidance needs"),
@@ -37,9 +39,6 @@ def build_diffusion(cfg, info, out_dim):
     if info.task != "classification" or not info.n_classes:
         raise RecipeError("model.kind diffusion is conditioned on class labels; use a data set with a class "
                           "label column (data.task: classification)")
-    if cfg["embed_dim"] % 2:
-        raise RecipeError(f"model.embed_dim must be even (sine and cosine halves), got {cfg['embed_dim']}; "
-                          f"use {cfg['embed_dim'] + 1}")
     return Diffusion(shape, info.n_classes, timesteps=cfg["timesteps"], schedule=cfg["schedule"],
                      channels=cfg["channels"], blocks=cfg["blocks"], embed_dim=cfg["embed_dim"],
                      cond_dropout=cfg["cond_dropout"], guidance=cfg["guidance"])

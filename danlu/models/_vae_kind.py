@@ -5,15 +5,14 @@ validating a recipe that names ``kind: vae`` stays free of torch.
 """
 from __future__ import annotations
 
-from ..errors import RecipeError
-from ..recipe import NUM, Field
+from ..recipe import NUM, Field, sizes
 from ._builtin import _activation
 from ._registry import register_model
 
 VAE_PARAMS = {
     "latent_dim": Field(int, 2, min=1, nullable=False,
                         doc="size of the latent code z; 2 draws the latent map directly, more are mapped by PCA"),
-    "hidden": Field(list, [256, 128], item=int, nullable=False,
+    "hidden": sizes(default=[256, 128], nullable=False,
                     doc="hidden layer sizes of the encoder (the decoder mirrors them)"),
     "beta": Field(NUM, 1.0, min=0, nullable=False,
                   doc="weight of the KL term: 1 is the ELBO; more gives a smoother, blurrier latent space"),
@@ -26,9 +25,6 @@ def build_vae(cfg, info, out_dim):
     on its own objective and outputs reconstructions)."""
     from ..generative._vae import VAE
 
-    for i, size in enumerate(cfg["hidden"]):
-        if size < 1:
-            raise RecipeError(f"model.hidden[{i}] must be >= 1, got {size}")
     return VAE(tuple(info.input_shape), latent_dim=cfg["latent_dim"], hidden=cfg["hidden"], beta=cfg["beta"],
                activation=cfg["activation"])
 

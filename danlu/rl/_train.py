@@ -64,24 +64,11 @@ class RLSession:
     position: Position = field(default_factory=Position)
 
 
-def _check(recipe: Recipe) -> None:
-    """What the schema alone cannot say about an RL recipe."""
-    src = recipe.source
-    if recipe.device == "cuda":
-        raise RecipeError(f"{src}: device: cuda is not used by RL runs (a small policy stepping CPU environments "
-                          f"is fastest on the CPU); use device: auto or cpu")
-    batch = recipe.env.num_envs * recipe.rl.rollout
-    if recipe.rl.minibatches > batch:
-        raise RecipeError(f"{src}: rl.minibatches ({recipe.rl.minibatches}) exceeds the {batch} steps of a rollout "
-                          f"(env.num_envs x rl.rollout); use at most {batch}")
-    if recipe.data.name or recipe.data.path:
-        raise RecipeError(f"{src}: an RL run learns from its environment ({recipe.env.name}), not from data; "
-                          f"remove the data section or env.name")
-
-
 def build(recipe: Recipe) -> RLSession:
     """Seed, then the agent's initial weights, the optimizer and the environments."""
-    _check(recipe)
+    if recipe.data.name or recipe.data.path:   # (device and rl.minibatches are checked by the recipe schema)
+        raise RecipeError(f"{recipe.source}: an RL run learns from its environment ({recipe.env.name}), not from "
+                          f"data; remove the data section or env.name")
     probe = make_env(recipe.env.name, recipe.source)   # a bad env id fails before anything is written
     obs_dim, n_actions = probe.observation_space.shape[0], int(probe.action_space.n)
     solved = solved_return(probe, recipe.env.solved_return)

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..data._scaler_module import ScalerModule
 from ..errors import UserError
 
 OPSET = 17
@@ -39,19 +40,13 @@ class FoldedModel(nn.Module):
         fills = _fill_values(pipeline)
         self.impute = fills is not None
         self.register_buffer("fill", torch.zeros(shape) if fills is None else torch.from_numpy(fills).reshape(shape))
-        scaler = pipeline.scaler
-        self.scale = scaler.mode != "none"
-        view = [1] * (len(shape) + 1)
-        view[scaler.axis] = -1
-        self.register_buffer("shift", scaler.shift.float().reshape(view))
-        self.register_buffer("div", scaler.div.float().reshape(view))
+        self.scaler = ScalerModule(pipeline.scaler, shape)
 
     def forward(self, x):
         x = x / self.divisor
         if self.impute:
             x = torch.where(torch.isnan(x), self.fill.unsqueeze(0).expand_as(x), x)
-        if self.scale:
-            x = (x - self.shift) / self.div
+        x = self.scaler(x)
         out = self.model(x)
         info = self.pipeline_info
         if info.task == "classification":

@@ -128,18 +128,19 @@ class _DanluEstimator(BaseEstimator):
         import torch
 
         from .._run import build_session
+        from ..data._encode import Scaler
         from ..training import fit
 
         recipe = self.resolved_recipe()
         shape = self._input_shape(recipe, X.shape[1])
         X = X.reshape(len(X), *shape)
-        axis = 2 if len(shape) == 2 else 1
-        self.scale_shift_, self.scale_div_ = _fit_scaler(X, recipe.data.scale, axis)
-        Xt = torch.as_tensor(_apply_scaler(X, self.scale_shift_, self.scale_div_, axis), dtype=torch.float32)
+        # the scaler of a recipe's own data: fitted per feature (per channel of a sequence or image)
+        self.scaler_ = Scaler.fit(X, recipe.data.scale, axis=2 if len(shape) == 2 else 1)
+        Xt = self.scaler_.apply(torch.as_tensor(X, dtype=torch.float32))
         # a copy: y may be a read-only view (memmap), which torch refuses to share
         yt = torch.tensor(np.array(y), dtype=torch.long if classes is not None else torch.float32)
         info = self._info(recipe, shape, classes, y)
-        splits = _splits(recipe, Xt, yt, classes is not None)
+        splits = _splits(recipe, Xt, yt, classes, type(self).__name__)
         prepared = SimpleNamespace(info=info, splits=splits, pipeline=None)
         session = build_session(recipe, None, prepared, progress="none")
         fit(session.state, session.callbacks)
@@ -183,9 +184,8 @@ class _DanluEstimator(BaseEstimator):
         check_is_fitted(self, "model_")
         X = _validate_data(self, X, reset=False, dtype=np.float64)
         X = X.reshape(len(X), *self.input_shape_)
-        axis = 2 if len(self.input_shape_) == 2 else 1
         device = next(self.model_.parameters()).device
-        Xt = torch.as_tensor(_apply_scaler(X, self.scale_shift_, self.scale_div_, axis), dtype=torch.float32)
+        Xt = self.scaler_.apply(torch.as_tensor(X, dtype=torch.float32))
         out = model_outputs(self.model_, Xt.to(device))
         return scores_to_proba(out, self.loss_kind_, self.info_).detach().cpu().numpy().astype(np.float64)
 
@@ -253,48 +253,21 @@ def _plain(value):
     return value.item() if hasattr(value, "item") else value
 
 
-def _fit_scaler(X: np.ndarray, mode: str, axis: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per-channel shift and divisor (standardize: mean/std, normalize: min/range); a constant
-    channel keeps divisor 1 rather than dividing by zero."""
-    channels = X.shape[axis]
-    flat = np.moveaxis(X, axis, -1).reshape(-1, channels)
-    shift, div = np.zeros(channels), np.ones(channels)
-    if mode == "standardize":
-        shift, div = flat.mean(axis=0), flat.std(axis=0)
-    elif mode == "normalize":
-        shift, div = flat.min(axis=0), flat.max(axis=0) - flat.min(axis=0)
-    return shift, np.where(div > 0, div, 1.0)
-
-
-def _apply_scaler(X: np.ndarray, shift: np.ndarray, div: np.ndarray, axis: int) -> np.ndarray:
-    view = [1] * X.ndim
-    view[axis] = -1
-    return (X - shift.reshape(view)) / div.reshape(view)
-
-
-def _splits(recipe, X, y, classification: bool) -> dict:
-    """All rows for training, or a seeded hold-out for early stopping when the recipe asks."""
+def _splits(recipe, X, y, classes, where: str) -> dict:
+    """All rows for training, or a validation hold-out for early stopping when the recipe asks: cut
+    by danlu.data's seeded (and, for classes, stratified) split, as a recipe's own data would be."""
     import torch
+
+    from ..data._split import split_rows
+    from ..errors import DataError
 
     fraction = recipe.data.split.validation
     if not (recipe.train.early_stopping.enabled and fraction > 0):
         return {"train": (X, y)}
-    n_val = max(1, int(round(fraction * len(X))))
-    if n_val >= len(X):
-        return {"train": (X, y)}
-    gen = np.random.default_rng(recipe.seed)
-    order = gen.permutation(len(X))
-    if classification and recipe.data.split.stratify:
-        order = _stratified_order(y.numpy(), gen)
-    val, train = torch.as_tensor(order[:n_val]), torch.as_tensor(order[n_val:])
-    return {"train": (X[train], y[train]), "validation": (X[val], y[val])}
-
-
-def _stratified_order(y: np.ndarray, gen: np.random.Generator) -> np.ndarray:
-    """Row order whose every prefix holds the classes in about their proportions."""
-    keys = np.empty(len(y))
-    for c in np.unique(y):
-        rows = np.flatnonzero(y == c)
-        # spread each class's rows evenly over [0, 1), in a random order
-        keys[rows] = (gen.permutation(len(rows)) + gen.random()) / len(rows)
-    return np.argsort(keys, kind="stable")
+    stratify = classes is not None and recipe.data.split.stratify
+    try:
+        rows = split_rows(len(X), fraction, 0.0, recipe.seed, y.numpy() if stratify else None,
+                          [_plain(c) for c in classes] if stratify else [], where)
+    except DataError as err:
+        raise ValueError(str(err)) from None   # scikit-learn reports unusable data as ValueError
+    return {name: (X[torch.as_tensor(idx)], y[torch.as_tensor(idx)]) for name, idx in rows.items()}

@@ -21,7 +21,6 @@ manifest (``danlu._integrity``).
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import random
@@ -148,12 +147,7 @@ def atomic_save_tensors(path: Path, tensors: dict) -> None:
     integrity.atomic_write(path, lambda tmp: save_tensors(tmp, tensors), kill_point=_kill_point)
 
 
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+sha256 = integrity.sha256_file   # a file's checksum, as the manifest of a checkpoint folder records it
 
 
 # ---------------------------------------------------------------------------------------------
@@ -270,7 +264,7 @@ def _read_verified(path: Path) -> tuple[dict, dict]:
         if not f.is_file():
             raise CheckpointError(f"{path}: {name} is missing; {earlier}")
         data = f.read_bytes()
-        if hashlib.sha256(data).hexdigest() != sums[name]:
+        if integrity.sha256_bytes(data) != sums[name]:
             raise CheckpointError(f"{path}: {name} does not match its checksum (truncated or modified); {earlier}")
         contents[name] = data
     return manifest, contents

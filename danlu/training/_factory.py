@@ -435,10 +435,7 @@ def build_optimizer(opt_cfg: Mapping[str, Any] | None, params: Iterable, *,
     """
     cfg = _complete(OPTIMIZER, opt_cfg, "optimizer", source)
     eps = {} if cfg.eps is None else {"eps": cfg.eps}
-    if cfg.kind == "sgd":
-        if cfg.nesterov and cfg.momentum <= 0:
-            raise RecipeError(f"{source}: optimizer.nesterov needs optimizer.momentum > 0, got {cfg.momentum}; "
-                              f"set optimizer.momentum: 0.9 or optimizer.nesterov: false")
+    if cfg.kind == "sgd":   # nesterov without momentum is refused by the schema
         return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
                                weight_decay=cfg.weight_decay)
     if cfg.kind == "adagrad":
@@ -674,7 +671,5 @@ def build_schedule(sched_cfg: Mapping[str, Any] | None, optimizer: torch.optim.O
     ``steps_per_epoch`` counts optimizer steps (batches / accumulation). ``mode`` says whether
     a lower (``min``) or higher (``max``) monitored value is better, for ``plateau``.
     """
-    cfg = _complete(SCHEDULE, sched_cfg, "schedule", source)
-    if cfg.kind == "multistep" and not cfg.milestones:
-        raise RecipeError(f"{source}: schedule.milestones is required for schedule.kind multistep, e.g. [10, 20]")
+    cfg = _complete(SCHEDULE, sched_cfg, "schedule", source)   # multistep without milestones is refused there
     return Schedule(cfg, optimizer, steps_per_epoch, epochs, mode)

@@ -92,8 +92,6 @@ def _checked(recipe: Recipe) -> Recipe:
     base = recipe.base
     if base.kind is None and base.run is None:
         raise RecipeError(f"{recipe.source}: finetune needs a backbone; set base.kind: minilm or base.run: RUN_DIR")
-    if base.kind is not None and base.run is not None:
-        raise RecipeError(f"{recipe.source}: base.kind and base.run both set; keep one of them")
     if base.run is None:
         return recipe
     earlier = _run.read_run_recipe(Path(base.run))

@@ -112,9 +112,6 @@ def build_hypernetwork(cfg, info, out_dim: int) -> HyperNetwork:
         raise RecipeError(f"model.kind hypernetwork needs table rows (one feature vector per row), but each "
                           f"sample has shape {shape}; use a csv source with a task column")
     index, cards = _task_index(cfg["task_column"], info), dict(info.categorical or [])
-    for i, size in enumerate(cfg["hidden"]):
-        if size < 1:
-            raise RecipeError(f"model.hidden[{i}] must be >= 1, got {size}")
     return HyperNetwork(shape, out_dim, index, cards[index], categorical=list(info.categorical),
                         hidden=cfg["hidden"], embed_dim=cfg["embed_dim"], hyper_hidden=cfg["hyper_hidden"],
                         activation=cfg["activation"], embedding_dim=cfg["embedding_dim"])

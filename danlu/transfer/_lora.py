@@ -20,7 +20,7 @@ import json
 import math
 import sys
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
+from typing import Mapping, Sequence
 
 import torch
 from torch import nn
@@ -258,8 +258,3 @@ def _copy_adapters(model: nn.Module, tensors: dict[str, torch.Tensor], path: Pat
             params[name].copy_(value.to(params[name].device, params[name].dtype))
     for layer in merged:
         layer.merge()
-
-
-def iter_lora_layers(model: nn.Module) -> Iterable[tuple[str, LoRALinear]]:
-    """(name, layer) for every adapted layer."""
-    return ((n, m) for n, m in model.named_modules() if isinstance(m, LoRALinear))

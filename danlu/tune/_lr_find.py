@@ -27,6 +27,7 @@ import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from .._rundir import holds_something, numbered
 from ..errors import UserError
 
 LR_FIND_KIND = "lr-find"   # the kind in the .danlu-run marker of the folders lr-find creates
@@ -219,12 +220,4 @@ def steepest_index(values, log_lrs, half: int):
 
 def default_out_dir(recipe) -> Path:
     """``runs/lr-find-<name>``, with a numbered suffix when taken: a sweep never replaces anything."""
-    return unique_dir(Path(recipe.output.runs_dir) / f"lr-find-{recipe.name or 'run'}")
-
-
-def unique_dir(base: Path) -> Path:
-    path, n = Path(base), 1
-    while path.exists() and (not path.is_dir() or any(path.iterdir())):
-        n += 1
-        path = Path(base).with_name(f"{Path(base).name}-{n}")
-    return path
+    return numbered(Path(recipe.output.runs_dir) / f"lr-find-{recipe.name or 'run'}", holds_something)

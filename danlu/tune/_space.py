@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from ..errors import RecipeError, did_you_mean
+from ..recipe import NUM, Field, Rule, Section, check_section, union
 
 TYPES = ("float", "int", "categorical")
 ALLOWED = {
@@ -188,72 +189,89 @@ def load_space(space, recipe) -> Space:
     return Space(params, source)
 
 
+# ---------------------------------------------------------------------------------------------
+# The schema of one distribution, as data (checked by danlu.recipe's validator)
+# ---------------------------------------------------------------------------------------------
+
+def _number(integer: bool) -> Field:
+    """A finite number (an integer for type int); ``null`` counts as left out."""
+    return union(Field(int, doc="an integer") if integer else Field(NUM, doc="a finite number"))
+
+
+def _ends(low, high, grid) -> tuple:
+    """The range's ends: low and high as given, else the grid's smallest and largest value."""
+    return (low if low is not None else min(grid or [0]), high if high is not None else max(grid or [0]))
+
+
+def _ordered(low, high, grid) -> bool:
+    """low below high, unless a one-value grid is the whole range."""
+    lo, hi = _ends(low, high, grid)
+    return lo < hi or (grid is not None and len(grid) == 1)
+
+
+def _within(low, high, grid) -> bool:
+    lo, hi = _ends(low, high, grid)
+    return all(lo <= v <= hi for v in grid or ())
+
+
+RANGE_RULES = (
+    Rule(keys=("grid",), check=lambda grid: grid is None or len(grid) > 0,
+         message="{where}: grid must be a non-empty list of numbers, e.g. grid: [0.001, 0.01, 0.1]"),
+    Rule(keys=("low", "high", "grid", "type"),
+         check=lambda low, high, grid, kind: grid is not None or (low is not None and high is not None),
+         message="{where}: low and high are required for type {3}, e.g. {{type: {3}, low: 1, high: 10}}"),
+    Rule(keys=("low", "high", "grid"), check=_ordered,
+         message="{where}: low must be below high, got low {0} and high {1}"),
+    Rule(keys=("log", "low", "high", "grid"), check=lambda log, *ends: not log or _ends(*ends)[0] > 0,
+         message="{where}: log: true needs low > 0, got low {1}"),
+    Rule(keys=("step", "log"), check=lambda step, log: step is None or not log,
+         message="{where}: step and log: true cannot be used together; drop one of them"),
+    Rule(keys=("grid", "points"), check=lambda grid, points: grid is None or points is None,
+         message="{where}: give either grid or points, not both"),
+    Rule(keys=("low", "high", "grid"), check=_within,
+         message="{where}: a grid value is outside low {0} .. high {1}; keep every grid value in the range"),
+)
+
+
+def _range_schema(integer: bool) -> Section:
+    number = int if integer else NUM
+    return Section({
+        "low": _number(integer),
+        "high": _number(integer),
+        "log": Field(bool, False, nullable=False),
+        "step": Field(number, None, min=0, min_exclusive=True),
+        "grid": Field(list, None, item=Field(number, nullable=False)),
+        "points": union(Field(int, min=2, doc="an integer >= 2")),
+    }, rules=RANGE_RULES)
+
+
+CATEGORICAL = Section({"choices": Field(list, None)}, rules=(
+    Rule(keys=("choices",), check=bool,
+         message="{where}: choices must be a non-empty list, e.g. choices: [relu, tanh]"),
+    Rule(keys=("choices",), check=lambda choices: len({json.dumps(c, sort_keys=True) for c in choices}) == len(choices),
+         message="{where}: choices has duplicates; list each value once"),
+))
+
+#: One entry of a search space: ``{type: float|int|categorical, ...}`` and the settings of that type.
+DISTRIBUTION = Section({"type": Field(str, None, choices=TYPES)}, kind_key="type",
+                       by_kind=lambda: {"float": _range_schema(False), "int": _range_schema(True),
+                                        "categorical": CATEGORICAL})
+
+
 def _param(key: str, spec, source: str) -> Param:
-    where = f"{source}: {key}"
-    if not isinstance(spec, Mapping):
-        raise RecipeError(f"{where} must be a mapping such as {{type: float, low: 0.0001, high: 0.1}}, got {spec!r}")
-    kind = spec.get("type")
-    if kind not in TYPES:
-        raise RecipeError(f"{where}: type must be one of {', '.join(TYPES)}; got {kind!r}{did_you_mean(kind, TYPES)}")
-    for name in spec:
+    kind = spec.get("type") if isinstance(spec, Mapping) else None
+    for name in spec if isinstance(kind, str) and kind in ALLOWED else ():   # named a setting, not a recipe key, in the message
         if name not in ALLOWED[kind]:
-            raise RecipeError(f"{where}: unknown setting {name!r} for type {kind}{did_you_mean(name, ALLOWED[kind])}; "
-                              f"allowed: {', '.join(ALLOWED[kind])}")
+            raise RecipeError(f"{source}: {key}: unknown setting {name!r} for type {kind}"
+                              f"{did_you_mean(name, ALLOWED[kind])}; allowed: {', '.join(ALLOWED[kind])}")
+    cfg = check_section(DISTRIBUTION, spec, key, source)
     if kind == "categorical":
-        choices = spec.get("choices")
-        if not isinstance(choices, list) or not choices:
-            raise RecipeError(f"{where}: choices must be a non-empty list, e.g. choices: [relu, tanh]")
-        if len({json.dumps(c, sort_keys=True) for c in choices}) != len(choices):
-            raise RecipeError(f"{where}: choices has duplicates; list each value once")
-        return Param(key, kind, choices=tuple(choices))
-    return _range(key, kind, spec, where)
-
-
-def _number(value, name: str, where: str, integer: bool):
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise RecipeError(f"{where}: {name} must be a finite number, got {value!r}")
-    if integer and float(value) != int(value):
-        raise RecipeError(f"{where}: {name} must be an integer for type int, got {value!r}")
-    return int(value) if integer else float(value)
-
-
-def _range(key: str, kind: str, spec, where: str) -> Param:
-    integer = kind == "int"
-    grid = spec.get("grid")
-    if grid is not None:
-        if not isinstance(grid, list) or not grid:
-            raise RecipeError(f"{where}: grid must be a non-empty list of numbers, e.g. grid: [0.001, 0.01, 0.1]")
-        grid = tuple(_number(v, "each grid value", where, integer) for v in grid)
-    if ("low" not in spec or "high" not in spec) and grid is None:
-        raise RecipeError(f"{where}: low and high are required for type {kind}, "
-                          f"e.g. {{type: {kind}, low: 1, high: 10}}")
-    low = _number(spec["low"], "low", where, integer) if "low" in spec else min(grid)
-    high = _number(spec["high"], "high", where, integer) if "high" in spec else max(grid)
-    if not low < high and not (grid is not None and len(grid) == 1):
-        raise RecipeError(f"{where}: low must be below high, got low {low} and high {high}")
-    log = spec.get("log", False)
-    if not isinstance(log, bool):
-        raise RecipeError(f"{where}: log must be true or false, got {log!r}")
-    if log and low <= 0:
-        raise RecipeError(f"{where}: log: true needs low > 0, got low {low}")
-    step = spec.get("step")
-    if step is not None:
-        step = _number(step, "step", where, integer)
-        if step <= 0:
-            raise RecipeError(f"{where}: step must be > 0, got {step}")
-        if log:
-            raise RecipeError(f"{where}: step and log: true cannot be used together; drop one of them")
-    points = spec.get("points")
-    if points is not None:
-        if isinstance(points, bool) or not isinstance(points, int) or points < 2:
-            raise RecipeError(f"{where}: points must be an integer >= 2, got {points!r}")
-        if grid is not None:
-            raise RecipeError(f"{where}: give either grid or points, not both")
-    if grid is not None:
-        outside = [v for v in grid if not low <= v <= high]
-        if outside:
-            raise RecipeError(f"{where}: grid value {outside[0]} is outside low {low} .. high {high}")
-    return Param(key, kind, low=low, high=high, log=log, step=step, grid=grid, points=points)
+        return Param(key, kind, choices=tuple(cfg["choices"]))
+    number = int if kind == "int" else float
+    grid = None if cfg["grid"] is None else tuple(number(v) for v in cfg["grid"])
+    low, high = (number(v) for v in _ends(cfg["low"], cfg["high"], grid))
+    step = None if cfg["step"] is None else number(cfg["step"])
+    return Param(key, kind, low=low, high=high, log=cfg["log"], step=step, grid=grid, points=cfg["points"])
 
 
 def with_values(recipe, values: Mapping[str, Any]):
@@ -306,8 +324,6 @@ def _check_values(p: Param, recipe, source: str) -> None:
 def check_keys(keys: list[str], recipe, source: str, params=()) -> None:
     """Every key must name a leaf of the recipe schema (model keys: of the recipe's model kind,
     or of any kind the space itself tries)."""
-    from ..recipe import Field
-
     kinds = {recipe.model.kind}
     for p in params:
         if p.key == "model.kind":
@@ -344,8 +360,6 @@ def recipe_leaves(model_kinds) -> dict:
 
 
 def _walk(section, prefix: str, out: dict, model_kinds) -> None:
-    from ..recipe import Section
-
     fields = dict(section.fields)
     if section.by_kind is not None:
         kinds = section.by_kind()

@@ -27,9 +27,8 @@ from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .._rundir import MARKER, plan_dir, read_marker
+from .._rundir import MARKER, holds_something, numbered, plan_dir, read_marker
 from ..errors import RecipeError, UserError, did_you_mean
-from ._lr_find import unique_dir
 from ._space import Space, load_space, with_values
 
 SAMPLERS = ("grid", "random", "tpe", "anneal")
@@ -374,7 +373,7 @@ def _objective(optuna, recipe, space: Space, metric: str, direction: str, out: P
     def objective(trial):
         trial.set_user_attr("worker", worker_id())
         params = space.suggest(trial)
-        run_dir = unique_dir(out / f"{TRIAL_PREFIX}{trial.number}")
+        run_dir = numbered(out / f"{TRIAL_PREFIX}{trial.number}", holds_something)
         trial.set_user_attr("run_dir", str(run_dir))
         try:
             trial_recipe = with_values(recipe, params)

@@ -150,10 +150,13 @@ def test_classical_kinds_and_their_keys_are_in_the_registry(classical_recipe, tm
 
 
 def test_bad_classical_settings_fail_before_anything_is_written(classical_recipe, tmp_path):
+    # what the recipe alone refuses (the schema's unions) fails when the recipe is read, before train
+    with pytest.raises(RecipeError, match="model.gamma must be scale, auto or a number"):
+        classical_recipe("svm", gamma="wide")
+    with pytest.raises(RecipeError, match=r"fraction of features, in \(0, 1\]"):
+        classical_recipe("random_forest", max_features=1.5)
     cases = [
-        (classical_recipe("svm", gamma="wide"), RecipeError, "model.gamma must be scale, auto or a number"),
         (classical_recipe("decision_tree", criterion="squared_error"), RecipeError, "does not fit classification"),
-        (classical_recipe("random_forest", max_features=1.5), RecipeError, r"fraction of features, in \(0, 1\]"),
         (classical_recipe("svm", calibration_folds=60), DataError, "fewer than model.calibration_folds"),
         (classical_recipe("random_forest").with_overrides({"data.augment.noise": 0.1}), RecipeError,
          "remove data.augment"),

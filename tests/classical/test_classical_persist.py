@@ -16,7 +16,7 @@ from sklearn.tree import DecisionTreeClassifier
 import danlu
 from danlu import _run
 from danlu.classical import TRUSTED_TYPES, load_estimator, make_estimator, save_estimator, schema_types
-from danlu.classical._persist import file_sha256
+from danlu._integrity import sha256_file
 from danlu.errors import CheckpointError
 
 
@@ -98,7 +98,7 @@ def test_an_untrusted_type_is_refused_before_anything_is_built(forest_file, monk
     # skops must never be asked to build this file: our own scan of the schema refuses it first
     monkeypatch.setattr(sio, "load", lambda *a, **k: pytest.fail("skops.io.load was called on an untrusted file"))
     with pytest.raises(CheckpointError, match=r"does not trust \(os\.system\)"):
-        load_estimator(path, sha256=file_sha256(path))   # even with a checksum that matches
+        load_estimator(path, sha256=sha256_file(path))   # even with a checksum that matches
 
 
 def test_skops_itself_refuses_what_is_not_on_the_list(tmp_path):
