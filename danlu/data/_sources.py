@@ -262,7 +262,7 @@ def first_size(path: Path) -> tuple[int, int]:
         return img.size[1], img.size[0]
 
 
-def check_image_size(image_size) -> tuple[int, int] | None:
+def image_hw(image_size) -> tuple[int, int] | None:
     """``data.image_size`` as (height, width): two sizes >= 1 (the schema checked them), or None."""
     if image_size is None:
         return None
@@ -285,7 +285,7 @@ def load_images(folder: Path, image_size, grayscale: bool) -> Loaded:
     if not files:
         raise DataError(f"{folder}: no class sub-folders with images; put each class's images in its own "
                         f"sub-folder, e.g. {folder}/cat/1.png")
-    size = check_image_size(image_size) or first_size(files[0])
+    size = image_hw(image_size) or first_size(files[0])
     X = np.stack([read_image(f, size, grayscale) for f in files])
     y = np.empty(len(files), dtype=object)
     y[:] = labels
