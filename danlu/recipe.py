@@ -51,7 +51,7 @@ class Field:
     ``item`` constrains the elements of a list: a type, or a Field of its own (with its range:
     ``item=Field(int, min=1)``); ``min_items`` / ``max_items`` bound the list's length.
     ``one_of`` makes the key a union of typed shapes (build it with :func:`union`): the value is
-    checked against the first shape whose type it has. ``rules`` are :class:`Rule` s on the value.
+    kept as the first shape that takes it. ``rules`` are :class:`Rule` s on the value.
     """
 
     type: type | tuple
