@@ -31,7 +31,9 @@ One loss hook: a callback may define ``compute_loss(state, xb, yb) -> loss tenso
 does; quantization-aware training and generative models need not, since their model computes
 it). At most one callback of a run defines it; without one the loss of a batch is the model's own
 ``objective(xb, yb)`` when it has one (``danlu.training._objective``), else
-``state.loss_fn(state.net(xb), yb)``.
+``state.loss_fn(state.net(xb), yb)``. A ``compute_loss`` of your own should run the model as
+``state.net(xb)`` (the DDP wrapper under torchrun, the model itself otherwise) so that it trains
+on several processes too; distillation refuses torchrun instead.
 
 How the work is spread over processes is ``state.strategy`` (one process by default; under
 torchrun the ``DistributedTraining`` callback of ``danlu.distributed`` installs its own): the loop
@@ -343,6 +345,9 @@ class CallbackList:
 
     def __init__(self, callbacks):
         self.callbacks = [cb for cb in callbacks if cb is not None]
+        for cb in self.callbacks:
+            if isinstance(cb, type):
+                raise UserError(f"callbacks=[{cb.__name__}]: give an instance, {cb.__name__}(...), not the class")
         self._hooks = {ev: [] for ev in Event}
         for cb in self.callbacks:
             for event, hook in read_hooks(cb):

@@ -137,3 +137,8 @@ def test_on_every_batch_counts_batches_of_the_whole_run(tmp_path):
 def test_bad_filters_are_one_line(kwargs):
     with pytest.raises(UserError, match=r"^on\(epoch_end, \.\.\.\): "):
         on(Event.EPOCH_END, print, **kwargs)
+
+
+def test_a_callback_class_instead_of_an_instance_is_one_line(tmp_path):
+    with pytest.raises(UserError, match=r"^callbacks=\[RecipeLoss\]: give an instance, RecipeLoss\(\.\.\.\), not the class$"):
+        danlu.train(_spec(tmp_path), tmp_path / "run", progress="none", callbacks=[RecipeLoss])
