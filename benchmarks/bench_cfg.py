@@ -51,7 +51,7 @@ class Judge:
     """The classifier run, applied to generated images exactly as to its own inputs."""
 
     def __init__(self, run_dir: Path):
-        self.model, self.pipeline, _meta, _recipe = _run.load_model(run_dir)
+        self.model, self.pipeline, _meta, _recipe = runs.load_model(run_dir)
 
     @torch.no_grad()
     def predict(self, images: torch.Tensor) -> torch.Tensor:
@@ -66,7 +66,7 @@ def diversity(images: torch.Tensor, labels: torch.Tensor) -> float:
 
 def real_diversity(diffusion_run: Path) -> float:
     """The same figure for the real digits of the diffusion run's test split (the reference)."""
-    scoring = _run.scoring(diffusion_run)
+    scoring = runs.scoring(diffusion_run)
     X, y = scoring.split("test", diffusion_run)
     return diversity(X, y)
 
@@ -138,7 +138,7 @@ def main(argv=None) -> int:
     diffusion_run = train("digits_diffusion.yaml", args.work / "diffusion")
     judge_run = train("digits_cnn.yaml", args.work / "classifier")
     judge_accuracy = json.loads((judge_run / "summary.json").read_text())["test"]["accuracy"]
-    model = _run.load_model(diffusion_run)[0]
+    model = runs.load_model(diffusion_run)[0]
     settings = SamplerSettings(sampler=args.sampler, steps=args.steps, seed=args.seed)
     rows = measure(model, Judge(judge_run), args.scales, args.per_label, settings, args.work / "grids")
     real = real_diversity(diffusion_run)

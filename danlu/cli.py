@@ -151,10 +151,10 @@ def cmd_train(args) -> int:
 
         check_batch_size(recipe, args.nproc)
         return launch(args.nproc, _relaunch_args(args, ["train", args.recipe], {"--run-dir": args.run_dir}))
-    from . import _run
+    from . import training as runs
     from .distributed import is_main_process
 
-    run = _run.train(recipe, args.run_dir, overwrite=args.overwrite, progress=args.progress)
+    run = runs.train(recipe, args.run_dir, overwrite=args.overwrite, progress=args.progress)
     if is_main_process():   # under torchrun only rank 0 prints
         _print_summary(run.summary, run.path)
     return _stopped_by_monitors(run, is_main_process())
@@ -171,10 +171,10 @@ def cmd_resume(args) -> int:
             check_batch_size(Recipe.from_yaml(Path(args.run_dir) / "recipe.yaml"), args.nproc)
         command = ["resume", args.run_dir] + ["--force-foreign-checkpoint"] * args.force_foreign_checkpoint
         return launch(args.nproc, _relaunch_args(args, command, {"--checkpoint": args.checkpoint}))
-    from . import _run
+    from . import training as runs
     from .distributed import is_main_process
 
-    run = _run.resume(args.run_dir, args.checkpoint, progress=args.progress,
+    run = runs.resume(args.run_dir, args.checkpoint, progress=args.progress,
                       force_foreign_checkpoint=args.force_foreign_checkpoint)
     if is_main_process():   # under torchrun only rank 0 prints
         _print_summary(run.summary, run.path)
@@ -193,12 +193,12 @@ def _stopped_by_monitors(run, speak: bool) -> int:
 
 
 def cmd_eval(args) -> int:
-    from . import _run
+    from . import training as runs
     from .errors import UserError
     from .evaluation import format_table
 
     if args.baseline:
-        from .evaluation import evaluate_with_baseline
+        from .experiments import evaluate_with_baseline
 
         if args.split == "all":
             raise UserError("--baseline takes one split: --split train, validation or test")
@@ -210,15 +210,15 @@ def cmd_eval(args) -> int:
                                 **{f"{name} baseline": v for name, v in got["baseline"].items()}}))
             print(f"against the baseline: {got['significance']['verdict']}")
         return 0
-    figures = _run.evaluate(args.run_dir, args.split, quantized=args.quantized)
+    figures = runs.evaluate(args.run_dir, args.split, quantized=args.quantized)
     print(json.dumps(figures, indent=1) if args.json else format_table(figures))
     return 0
 
 
 def cmd_predict(args) -> int:
-    from . import _run
+    from . import training as runs
 
-    rows = _run.predict(args.run_dir, args.input, args.output, overwrite=args.overwrite,
+    rows = runs.predict(args.run_dir, args.input, args.output, overwrite=args.overwrite,
                         quantized=args.quantized)
     if args.output != "-":
         print(f"{len(rows)} predictions written to {args.output}", file=sys.stderr)

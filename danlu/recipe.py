@@ -139,8 +139,9 @@ SPLIT = Section({
 ))
 
 DATA = Section({
-    "source": _f(str, "sklearn", choices=("sklearn", "csv", "npy", "images", "sequence"),
-                 nullable=False, doc="where rows come from"),
+    "source": _f(str, "sklearn", choices=("sklearn", "csv", "npy", "images", "sequence", "python"),
+                 nullable=False, doc="where rows come from (python: given to danlu.train(data=...) as Python "
+                                     "objects; the run keeps its split tensors)"),
     "name": _f(str, None, doc="built-in data set (sklearn: digits, iris, breast_cancer, diabetes, wine; "
                                "sequence: sum, trend, parity)"),
     "path": _f(str, None, doc="file or folder for csv / npy / images"),
@@ -173,10 +174,16 @@ MODEL_COMMON = {
 }
 
 
-def _model_kinds():
-    from .models import registered_params  # imported lazily: the registry may import torch
+#: The schema side of the model registry: kind name -> its recipe keys (None: any keys). Filled by
+#: danlu.models.register_model, by the built-in kinds and by plugins; the builders live there.
+MODEL_KINDS: dict[str, Mapping[str, Any] | None] = {}
 
-    return registered_params()
+
+def _model_kinds():
+    from . import _plugins
+
+    _plugins.load_builtin()   # the shipped kinds and installed packages' plugins register themselves
+    return dict(MODEL_KINDS)
 
 
 MODEL = Section(MODEL_COMMON, by_kind=_model_kinds)
@@ -439,6 +446,8 @@ RECIPE_RULES = (
 )
 
 RECIPE = Section({
+    "plugins": _f(list, None, item=str, doc="modules of your own to import before the recipe is checked "
+                                            "(they register models, losses, metrics, callbacks), e.g. [my_models]"),
     "name": _f(str, None, doc="run name; default: the recipe file's stem", rules=(RUN_NAME,)),
     "seed": _f(int, 0, min=0, max=2**32 - 1, nullable=False,
                doc="one seed fixes splits, initial weights and batch order (0 to 2**32 - 1)"),
@@ -769,6 +778,10 @@ class Recipe(Node):
     @classmethod
     def from_dict(cls, data: Mapping | None = None, source: str = "recipe", **kwargs) -> "Recipe":
         data = _thaw(dict(data or {})) | kwargs
+        from . import _plugins
+
+        near = Path(source).parent if source.endswith((".yaml", ".yml")) else None
+        _plugins.load(data.get("plugins"), source=source, near=near)   # before the kinds they register are checked
         checked = _check_section(RECIPE, data, "", source)
         _cap_epochs(checked)
         recipe = cls(_freeze(checked))

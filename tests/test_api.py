@@ -7,7 +7,7 @@ import torch
 from sklearn import metrics as skm
 
 import danlu
-from danlu import _run
+from danlu import training as runs
 from danlu.errors import DataError, UserError
 from danlu.recipe import Field, Recipe
 
@@ -21,8 +21,8 @@ def _iris(**extra):
 
 def test_summary_metrics_agree_with_sklearn_on_the_saved_model(tmp_path):
     run = danlu.train(_iris(), tmp_path / "run")
-    model, pipeline, meta, recipe = _run.load_model(run.path)
-    prepared = _run._prepare_data(recipe)
+    model, pipeline, meta, recipe = runs.load_model(run.path)
+    prepared = runs.prepare_run_data(recipe)
     X, y = prepared.splits["test"]
     from danlu.training import model_outputs, scores_to_proba
 
@@ -55,14 +55,14 @@ def test_regression_predictions_are_in_original_units(tmp_path):
     r = Recipe.from_dict({"data": {"source": "sklearn", "name": "diabetes"}, "model": {"kind": "linear"},
                           "optimizer": {"lr": 0.01}, "train": {"epochs": 40}, "output": {"progress": "none"}})
     run = danlu.train(r, tmp_path / "run")
-    splits = _run._prepare_data(r).splits
+    splits = runs.prepare_run_data(r).splits
     from sklearn.linear_model import LinearRegression
 
     ols = LinearRegression().fit(*(t.numpy() for t in splits["train"]))
     assert run.summary["test"]["r2"] > ols.score(*(t.numpy() for t in splits["test"])) - 0.03
-    model, _, _, _ = _run.load_model(run.path)
+    model, _, _, _ = runs.load_model(run.path)
     X, y = splits["test"]
-    pred = _run.model_outputs(model, X).squeeze(1).numpy()
+    pred = runs.model_outputs(model, X).squeeze(1).numpy()
     assert skm.r2_score(y.numpy(), pred) == pytest.approx(run.summary["test"]["r2"], abs=1e-5)
     assert 50 < pred.mean() < 250        # the diabetes target's own range
 

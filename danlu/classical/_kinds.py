@@ -10,7 +10,9 @@ the training split (``danlu.classical.plan``), never a ``torch.nn.Module`` train
 from __future__ import annotations
 
 from ..errors import RecipeError
+from .._extras import Extra, register_extra, register_loopless
 from ..models._registry import MODELS, register_model
+from ..training._runs import register_run_kind
 from ..recipe import NUM, Field, union
 
 CLASSIFICATION_CRITERIA = ("gini", "entropy", "log_loss")
@@ -131,3 +133,7 @@ def register_kinds() -> None:
 
 
 register_kinds()
+register_extra(Extra("a classical model (model.kind: {kind})", "classical", ("skops",), is_classical))
+register_run_kind("classical", "danlu.classical._runs:ClassicalRuns", recipe=is_classical, order=30)
+register_loopless(is_classical, lambda r: f"a classical model (model.kind: {r['model']['kind']}) is fitted once, "
+                                          f"without the loop")

@@ -129,14 +129,14 @@ def load_members(run_dirs: list, splits=("validation", "test"), *, role: str = "
     """
     recipes = check_runs(run_dirs, role, reshape=reshape)
     paths = [Path(p) for p in run_dirs]
-    from .. import _run
+    from .. import training as runs
 
-    prepared = _run._prepare_data(recipes[0], paths[0])
+    prepared = runs.prepare_run_data(recipes[0], paths[0])
     for name in splits:
         if name not in prepared.splits:
             raise UserError(f"{paths[0]}: the recipe has no {name} split (data.split.{name} is 0); "
                             f"{role} need it — train them with a {name} split")
-    device = _run.resolve_device("auto")
+    device = runs.resolve_device("auto")
     names = _unique_names(paths)
     members = []
     for i, (path, name, recipe) in enumerate(zip(paths, names, recipes)):
@@ -144,7 +144,7 @@ def load_members(run_dirs: list, splits=("validation", "test"), *, role: str = "
             print(f"member {i + 1}/{len(paths)}: {path}", file=sys.stderr, flush=True)
         own = prepared
         if recipe.data.get("shape") != recipes[0].data.get("shape"):
-            own = _run._prepare_data(recipe, path)
+            own = runs.prepare_run_data(recipe, path)
             check_reshape(prepared.info, own.info, str(path), str(paths[0]))
         members.append(_member(path, name, own, splits, device))
     return members, prepared
@@ -168,10 +168,10 @@ def _unique_names(paths: list[Path]) -> list[str]:
 
 
 def _member(path: Path, name: str, prepared, splits, device) -> Member:
-    from .. import _run
+    from .. import training as runs
 
-    model, pipeline, meta, recipe = _run.load_model(path, device=device)
-    _run.refuse_generative(path, meta, recipe, "ensemble")
+    model, pipeline, meta, recipe = runs.load_model(path, device=device)
+    runs.refuse_generative(path, meta, recipe, "ensemble")
     if meta.get("unsupervised"):
         raise UserError(f"{path}: a {meta.get('kind', 'clustering')} run learns without the labels (clusters or "
                         f"components); it cannot be combined or distilled from")

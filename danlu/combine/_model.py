@@ -163,7 +163,8 @@ class EnsembleModel(nn.Module):
 
 def load_ensemble(path, device="cpu"):
     """``(model, pipeline, meta, recipe)`` of an ensemble folder written by ``danlu ensemble``."""
-    from .. import _run, classical
+    from .. import classical
+    from .. import training as runs
     from ..data._encode import Scaler
     from ._members import check_reshape, check_runs
 
@@ -171,7 +172,7 @@ def load_ensemble(path, device="cpu"):
     result = read_ensemble(path)
     dirs = member_dirs(path, result)
     recipes = check_runs(dirs, reshape=True)
-    loaded = [_run.load_model(d, device=device) for d in dirs]
+    loaded = [runs.load_model(d, device=device) for d in dirs]
     first = loaded[0][1]
     models, inputs, kinds, infos = [], [], [], []
     for d, (model, pipeline, meta, _recipe) in zip(dirs, loaded):

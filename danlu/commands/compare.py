@@ -18,9 +18,9 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     import json
 
-    from ..evaluation import compare_runs
-    from ..evaluation._compare import format_comparison
-    from ..evaluation._cv import _finite
+    from ..experiments import compare_runs
+    from ..experiments._compare import format_comparison
+    from ..experiments._cv import _finite
 
     result = compare_runs(args.runs, args.split, args.metric, references=not args.no_reference)
     if args.json:

@@ -24,7 +24,8 @@ def run(args) -> int:
 
     if args.folds < 2:  # before the heavy imports: a typo answers at once
         raise UserError(f"--folds must be at least 2, got {args.folds}")
-    from ..evaluation import METRICS, cross_validate
+    from ..evaluation import METRICS
+    from ..experiments import cross_validate
     from ..recipe import Recipe
 
     recipe = Recipe.from_yaml(args.recipe, args.overrides)

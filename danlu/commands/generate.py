@@ -76,13 +76,13 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     import json
 
-    from .. import _run
+    from .. import training as runs
     from ..errors import UserError
     from ..training import _checkpoint as ck
 
     _read_lists(args)
     _check_numbers(args)
-    recipe = _run.read_run_recipe(args.run_dir)
+    recipe = runs.read_run_recipe(args.run_dir)
     kind = recipe.model.kind
     if kind not in GENERATIVE_KINDS:
         raise UserError(f"{args.run_dir}: model kind {kind!r} does not generate images; danlu generate works on "
@@ -91,7 +91,7 @@ def run(args) -> int:
         _refuse_conditions(args)
     _check_output(args)
     device = _device(args.device)
-    model, pipeline, _meta, _recipe = _run.load_model(args.run_dir, device=device)
+    model, pipeline, _meta, _recipe = runs.load_model(args.run_dir, device=device)
     labels = None
     if kind == "vae":
         from ..generative._vae import vae_samples

@@ -79,12 +79,12 @@ def _row(i: int, labels, classes: list) -> str:
 
 
 def run(args) -> int:
-    from .. import _run
+    from .. import training as runs
     from ..errors import UserError
 
     latent_map, strip_path, named = _outputs(args)
     _check_arguments(args, named)
-    sc = _run.scoring(args.run_dir)
+    sc = runs.scoring(args.run_dir)
     model = sc.model
     if not (callable(getattr(model, "encode", None)) and callable(getattr(model, "decode", None))):
         raise UserError(f"{args.run_dir}: model kind {sc.recipe.model.kind!r} has no latent space; danlu latent "

@@ -44,14 +44,14 @@ def run(args) -> int:
     import sys
     from pathlib import Path
 
-    from .. import _run
+    from .. import training as runs
     from ..errors import UserError
 
     if not re.fullmatch(r"[\w-]+", args.name):
         raise UserError(f"--name {args.name!r}: use letters, digits, - and _ (it names the file)")
     if args.seed < 0:
         raise UserError(f"--seed must be >= 0, got {args.seed}")
-    recipe = _run.read_run_recipe(args.run_dir)
+    recipe = runs.read_run_recipe(args.run_dir)
     if recipe.model.kind != "diffusion":
         raise UserError(f"{args.run_dir}: model kind {recipe.model.kind!r}; textual inversion learns a condition "
                         f"for a diffusion run (e.g. one trained from recipes/digits_diffusion.yaml)")
@@ -63,7 +63,7 @@ def run(args) -> int:
     from .generate import _device
     from ..generative._inversion import learn_concept, save_concept
 
-    model, pipeline, _meta, _recipe = _run.load_model(args.run_dir, device=_device(args.device))
+    model, pipeline, _meta, _recipe = runs.load_model(args.run_dir, device=_device(args.device))
     X, _rows = pipeline.load_input(str(args.images))
     shown = getattr(args, "progress", None) != "none"
 

@@ -118,17 +118,17 @@ def quantize_run(run_dir, spec: QuantSpec | None = None, *, act: str = "none", c
     ``candidates`` by measured sensitivity (mixed precision). ``fold_bn``: fold batch norms into
     the quantized layer before them (exact; see ``_fold``).
     """
-    from .. import _run
+    from .. import training as runs
 
     _check_options(act, calibrate_batches, observer, percentile, budget_mb, avg_bits)
     run_dir = Path(run_dir)
-    model, _pipeline, meta, recipe = _run.load_model(run_dir)
-    _run.refuse_generative(run_dir, meta, recipe, "quantize")
+    model, _pipeline, meta, recipe = runs.load_model(run_dir)
+    runs.refuse_generative(run_dir, meta, recipe, "quantize")
     trained = qat_spec(model)              # a QAT run: quantize with the grid it was trained on
     strip_qat(model)
     spec = spec or trained or QuantSpec()
     act = "static" if calibrate_batches else act
-    prepared = _run._prepare_data(recipe, run_dir)
+    prepared = runs.prepare_run_data(recipe, run_dir)
     layers = quantizable_layers(model)
     if not layers:
         raise UserError(f"{run_dir}: the model has no Linear or Conv layer to quantize")
@@ -248,10 +248,10 @@ def _measure(run_dir: Path, path: Path, model, qmodel, prepared, recipe, meta, t
 def export_qat(run_dir, *, progress: bool = True, latency_rounds: int = 7) -> QuantResult | None:
     """Quantize a finished QAT run with the spec it was trained with, into ``RUN/quantized-qat/``
     (replacing an earlier export). Returns None when the run did not use QAT or asked for no export."""
-    from .. import _run
+    from .. import training as runs
 
     run_dir = Path(run_dir)
-    recipe = _run.read_run_recipe(run_dir)
+    recipe = runs.read_run_recipe(run_dir)
     quant = recipe.get("quant")
     if not quant or not quant.get("enabled") or not quant.get("export", True):
         return None
@@ -263,14 +263,14 @@ def load_quantized_for_run(run_dir, qdir, device="cpu"):
     """The quantized model of ``qdir`` for use with the run ``run_dir`` (its pipeline and data):
     refused when it was quantized from a model with other inputs or outputs. Both folders' files
     are checked against their checksums (danlu._integrity)."""
-    from .. import _run
+    from .. import training as runs
 
     meta = read_meta(qdir)
     run_dir = Path(run_dir)
     if not (run_dir / "pipeline.json").is_file():
         raise UserError(f"{run_dir}: pipeline.json is missing — not a finished danlu run; give the run that "
                         f"{qdir} was quantized from ({meta.get('source_run')})")
-    saved, have = meta["model"]["info"], _run.load_pipeline(run_dir).info.to_json()
+    saved, have = meta["model"]["info"], runs.load_pipeline(run_dir).info.to_json()
     for key in ("task", "input_shape", "classes", "n_targets"):
         if saved.get(key) != have.get(key):
             raise UserError(f"{qdir}: was quantized from a model with another {key} ({saved.get(key)!r}) than "
@@ -282,15 +282,15 @@ def load_quantized_for_run(run_dir, qdir, device="cpu"):
 def evaluate_quantized(run_dir, qdir, split: str = "test") -> dict:
     """Metrics of the quantized model in ``qdir`` on a split (or ``all``) of the run's data;
     the same shape as ``danlu.evaluation``: {split: {metric: value}}."""
-    from .. import _run
+    from .. import training as runs
     from ..training._loop import evaluate_outputs, model_outputs
 
     if split not in ("train", "validation", "test", "all"):
         raise UserError(f"--split must be train, validation, test or all; got {split!r}")
-    recipe = _run.read_run_recipe(Path(run_dir))
+    recipe = runs.read_run_recipe(Path(run_dir))
     qmodel = load_quantized_for_run(run_dir, qdir)
     loss_kind = read_meta(qdir)["model"]["loss_kind"]
-    prepared = _run._prepare_data(recipe, Path(run_dir))
+    prepared = runs.prepare_run_data(recipe, Path(run_dir))
     names = ("train", "validation", "test") if split == "all" else (split,)
     out = {}
     for name in names:

@@ -46,7 +46,7 @@ class FakeQuant(nn.Module):
 def prepare_qat(model: nn.Module, quant_cfg: Mapping | None, info=None) -> nn.Module:
     """Put fake quantization on every quantizable layer of ``model`` (in place; also returned).
 
-    Called by the run when ``quant.enabled`` (``danlu/_run.py::_transform_model``), both for
+    Called by the run when ``quant.enabled`` (:class:`QATRun`'s ``transform_model``), both for
     training and for loading the finished run. ``info`` is unused today (kept for the
     transform's common signature).
     """
@@ -108,3 +108,32 @@ def qat_callbacks(recipe) -> list:
     if not quant or not quant.get("enabled"):
         return []
     return [QATSchedule(int(quant.get("start_epoch", 0)))]
+
+
+class QATRun:
+    """The run's side of QAT: fake quantization put on the model when it is built (and when a
+    finished run is rebuilt for eval/predict), and the integer model written to RUN/quantized-qat/
+    when the run ends (``quant.export``)."""
+
+    def __init__(self, quant, run_dir=None, progress: str = "none"):
+        self.quant, self.run_dir, self.progress = quant, run_dir, progress
+
+    def transform_model(self, model, info):
+        return prepare_qat(model, self.quant, info)
+
+    def on_run_end(self, state) -> None:
+        if not self.quant.get("export") or state.run_dir is None:
+            return
+        import sys
+
+        from ._export import export_qat
+
+        shown = self.progress != "none"
+        result = export_qat(state.run_dir, progress=shown)
+        if shown and result is not None:
+            print(result.table(), file=sys.stderr)
+
+
+def qat_run_callbacks(recipe, run_dir=None, progress: str = "none") -> list:
+    """Registered for recipes with ``quant.enabled`` (danlu.compress._plugin)."""
+    return [QATRun(recipe.quant, run_dir, progress), *qat_callbacks(recipe)]

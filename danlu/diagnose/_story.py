@@ -292,16 +292,35 @@ def _shown_value(value) -> str:
 # Telling it
 # ---------------------------------------------------------------------------------------------
 
+#: (applies(recipe dict), story(run_dir, lang) or "module:attr"): run kinds whose story is their own
+STORIES: list[tuple] = []
+
+
+def register_story(applies, tell) -> None:
+    """A capability tells the story of its runs itself (danlu.rl: the reward curve)."""
+    STORIES.append((applies, tell))
+
+
+def _registered_story(recipe: dict):
+    from .. import _plugins
+    from ..training._extend import resolve
+
+    _plugins.load_builtin()
+    for applies, tell in STORIES:
+        if applies(recipe):
+            return resolve(tell)
+    return None
+
+
 def story(run_dir, lang: str | None = None) -> str:
     """The story of a run in English (``lang="en"``) or Chinese (``"zh"``); default: the locale's."""
     lang = check_lang(lang)
     run = Path(run_dir)
     if not run.is_dir():
         raise UserError(f"{run}: no such run directory; give the folder `danlu train` created, e.g. runs/<name>")
-    if (_read_recipe(run / "recipe.yaml").get("env") or {}).get("name"):   # an agent's run: its reward curve
-        from ..rl import story_rl
-
-        return story_rl(run, lang)
+    told = _registered_story(_read_recipe(run / "recipe.yaml"))
+    if told is not None:   # a run kind that tells its own story (an agent's run: its reward curve)
+        return told(run, lang)
     if not (run / "events.jsonl").is_file():
         raise UserError(f"{run}: no events.jsonl, so there is nothing to diagnose; give a run directory made by "
                         f"`danlu train` (training writes events.jsonl as it starts)")

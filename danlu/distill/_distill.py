@@ -42,15 +42,15 @@ def distill(student, teachers, *, temperature: float = 4.0, alpha: float = 0.7, 
         if path is not None:
             plan_dir(path, overwrite=overwrite, flag="--run-dir")
 
-    from .. import _run   # torch: only once the settings and the runs are known to be right
+    from .. import training as runs   # torch: only once the settings and the runs are known to be right
 
     shown = progress or recipe.output.progress
     _say(shown, f"distilling {len(teacher_dirs)} teacher(s) into {recipe.model.kind} -> {student_dir}")
-    distilled = _run.train(recipe, student_dir, overwrite=overwrite, progress=progress,
+    distilled = runs.train(recipe, student_dir, overwrite=overwrite, progress=progress,
                            callbacks=[Distillation(teacher_dirs, temperature, alpha)])
     if alone_dir is not None:
         _say(shown, f"training the same student alone (no teacher) -> {alone_dir}")
-        alone = _run.train(recipe, alone_dir, overwrite=overwrite, progress=progress)
+        alone = runs.train(recipe, alone_dir, overwrite=overwrite, progress=progress)
         base = {"run": str(alone.path), "trained_here": True, **_facts(alone.path, alone.summary)}
     else:
         base = {"run": str(baseline), "trained_here": False, **_facts(Path(baseline), None)}
@@ -138,11 +138,11 @@ def _report(distilled, base: dict, teacher_dirs: list[Path], temperature: float,
 
 
 def _load_teacher(path: Path, device):
-    from .. import _run
+    from .. import training as runs
     from ._loss import Teacher
 
-    model, pipeline, meta, recipe = _run.load_model(path, device=device)
-    _run.refuse_generative(path, meta, recipe, "distill")
+    model, pipeline, meta, recipe = runs.load_model(path, device=device)
+    runs.refuse_generative(path, meta, recipe, "distill")
     info = pipeline.info
     if meta.get("unsupervised") or info.task != "classification":
         raise UserError(f"{path}: a teacher must be a classifier (its class probabilities are the soft targets); "
@@ -161,14 +161,14 @@ def _say(progress, text: str) -> None:
 
 def _facts(path: Path, summary: dict | None) -> dict:
     """Kind, size and test figures of a run (from its summary, else evaluated now)."""
-    from .. import _run
+    from .. import training as runs
 
     if summary is None and (path / "summary.json").is_file():
         from .._integrity import read_json
 
         summary = read_json(path / "summary.json")   # refused unless it matches its checksum
-    test = summary["test"] if summary and "test" in summary else _run.evaluate(path, "test")["test"]
-    recipe = _run.read_run_recipe(path)
+    test = summary["test"] if summary and "test" in summary else runs.evaluate(path, "test")["test"]
+    recipe = runs.read_run_recipe(path)
     run = (summary or {}).get("run", {})
     return {"kind": recipe.model.kind, "parameters": run.get("parameters"), "test": test}
 

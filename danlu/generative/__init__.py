@@ -6,9 +6,10 @@ Importing the package does not import torch; the names below load on first use.
 from __future__ import annotations
 
 from .._lazy import lazy_getattr
-from ._grid import image_grid, save_grid
 
-_LAZY = {  # public name -> private module that needs torch
+_LAZY = {  # public name -> private module that needs torch (or numpy)
+    "image_grid": "_grid",
+    "save_grid": "_grid",
     "Autoencoder": "_autoencoder",
     "Diffusion": "_diffusion",
     "SamplerSettings": "_samplers",
@@ -28,4 +29,4 @@ _LAZY = {  # public name -> private module that needs torch
 __getattr__ = lazy_getattr(__name__, _LAZY)
 
 
-__all__ = ["image_grid", "save_grid", *_LAZY]
+__all__ = [*_LAZY]

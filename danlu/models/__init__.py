@@ -4,14 +4,15 @@
 >>> model = build_model({"kind": "cnn"}, info, out_dim=10)   # info: the data's DataInfo
 
 Your own ``torch.nn.Module`` joins with :func:`register_model` and then works in recipes as
-``model: {kind: <name>, ...}``; :func:`check_model_builder` tells whether it conforms.
+``model: {kind: <name>, ...}`` (name the module that registers it under the recipe's ``plugins:``
+so that every command finds it); :func:`check_model_builder` tells whether it conforms. The
+capabilities register their kinds the same way (classical, generative, transfer: danlu._plugins).
 
 Importing this package does not import torch (recipe validation uses it); the network classes
 below are loaded on first use.
 """
 from .._lazy import lazy_getattr
 from . import _builtin  # noqa: F401  (registers linear, logistic, perceptron, mlp, cnn, rnn)
-from . import _autoencoder_kind, _diffusion_kind, _vae_kind  # noqa: F401  (autoencoder, diffusion, vae)
 from ._check import check_model_builder, random_batch
 from ._registry import (
     MODELS,
@@ -39,4 +40,3 @@ __all__ = [
     "MODELS", "ModelEntry", "build_model", "check_model_builder", "complete_model_cfg", "random_batch",
     "register_model", "registered_params", "unregister_model", *_LAZY,
 ]
-from ..classical import _kinds as _classical_kinds  # noqa: E402,F401  (registers decision_tree ... kmeans)

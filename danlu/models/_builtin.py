@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 
-from ..errors import RecipeError
+from ..errors import RecipeError, UserError
 from ..recipe import NUM, Field, Rule, sizes
 from ._registry import register_model
 
@@ -121,24 +121,13 @@ register_model("mlp", build_mlp, MLP_PARAMS)
 register_model("cnn", build_cnn, CNN_PARAMS)
 register_model("rnn", build_rnn, RNN_PARAMS)
 
-# The hypernetwork lives in danlu.transfer (it imports torch); registered here with its keys so that
-# recipes can name it, and built lazily.
-HYPER_PARAMS = {
-    "task_column": Field(str, None, doc="categorical column holding the task id that conditions the generated "
-                                        "weights; null: the first categorical column"),
-    "hidden": sizes(default=[32], nullable=False, doc="hidden layer sizes of the generated main network"),
-    "embed_dim": Field(int, 8, min=1, nullable=False, doc="size of the learned task embedding"),
-    "hyper_hidden": Field(int, 64, min=1, nullable=False, doc="hidden width of the weight generator"),
-    "activation": Field(str, "relu", choices=("relu", "tanh", "gelu"), nullable=False,
-                        doc="nonlinearity of the main network"),
-    "embedding_dim": Field(int, None, min=1, doc="embedding size of the other categorical columns"),
-}
+
+def _python_object(cfg, info, out_dim):
+    """``model: {kind: python, class: ...}``: a run trained on a model given as a Python object
+    (danlu.train(model=...)); a folder cannot rebuild it, so the verbs are told how to proceed."""
+    raise UserError(f"model.kind python: this run's model was the Python object {cfg.get('class', '?')}, which "
+                    f"a folder cannot rebuild; pass it again (danlu.resume / evaluate / predict / load_model with "
+                    f"model=...), or register a builder with danlu.register_model in a module listed under plugins:")
 
 
-def build_hypernetwork(cfg, info, out_dim):
-    from ..transfer._hyper import build_hypernetwork as build
-
-    return build(cfg, info, out_dim)
-
-
-register_model("hypernetwork", build_hypernetwork, HYPER_PARAMS)
+register_model("python", _python_object, None)

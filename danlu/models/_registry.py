@@ -11,7 +11,7 @@ from types import MappingProxyType
 from typing import Any, Callable, Mapping
 
 from ..errors import RecipeError
-from ..recipe import Field
+from ..recipe import MODEL_KINDS, Field
 
 Builder = Callable[[Mapping[str, Any], Any, int], Any]
 
@@ -49,6 +49,7 @@ def register_model(name: str, builder: Builder | None = None, params: Mapping[st
     if name in _ENTRIES and not replace:
         raise ValueError(f"model kind {name!r} is already registered; pass replace=True to override it")
     _ENTRIES[name] = ModelEntry(name, builder, None if params is None else dict(params))
+    MODEL_KINDS[name] = _ENTRIES[name].params   # the recipe schema checks model: {kind: name, ...} with these
     return builder
 
 
@@ -70,6 +71,7 @@ def _check_entry(name, builder, params) -> None:
 def unregister_model(name: str) -> None:
     """Remove a registered kind (for plugins and tests); unknown names raise KeyError."""
     del _ENTRIES[name]
+    MODEL_KINDS.pop(name, None)
 
 
 def registered_params() -> dict[str, dict[str, Field] | None]:

@@ -31,7 +31,7 @@ def gather(run_dir, recipe) -> Evidence:
     has none), the baseline on every split, and the significance of the model's edge."""
     import torch
 
-    from .._run import _prepare_data, load_model, resolve_device
+    from ..training import prepare_run_data as _prepare_data, load_model, resolve_device
     from ..training import model_outputs
     from ..training._factory import scores_to_proba
 

@@ -53,7 +53,7 @@ def read_run(run_dir: str | Path) -> RunFiles:
     if not path.is_dir():
         raise UserError(f"{path}: no such run directory; give the folder that `danlu train` created, "
                         f"e.g. runs/<name>")
-    from .._run import read_run_recipe  # torch: only once there is a run to read
+    from ..training import read_run_recipe  # torch: only once there is a run to read
 
     recipe = read_run_recipe(path)
     return RunFiles(

@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from .. import _integrity as integrity
-from .. import _run
+from .. import training as runs
 from .._rundir import lock_run
 from ..errors import CheckpointError, RecipeError, UserError
 from ..recipe import Recipe
@@ -73,7 +73,7 @@ def build(recipe: Recipe) -> RLSession:
     obs_dim, n_actions = probe.observation_space.shape[0], int(probe.action_space.n)
     solved = solved_return(probe, recipe.env.solved_return)
     probe.close()
-    _run.seed_everything(recipe.seed, recipe.train.deterministic)
+    runs.seed_everything(recipe.seed, recipe.train.deterministic)
     agent = ActorCritic(recipe.model, obs_dim, n_actions, source=recipe.source)
     optimizer = build_optimizer(recipe.optimizer, agent.parameters(), source=recipe.source)
     updates = max(1, math.ceil(recipe.rl.steps / (recipe.env.num_envs * recipe.rl.rollout)))
@@ -244,7 +244,7 @@ def _finish(run: RLSession, run_dir: Path, wall: float) -> dict:
     plot_returns(pos.episodes.steps, pos.episodes.returns, run_dir / "plots" / "returns.png", run.solved,
                  (pos.env_steps, test["mean_return"]), recipe.env.name)
     run.envs.close()
-    _run._index(run_dir)
+    runs.index_run_dir(run_dir)
     return summary
 
 
@@ -264,7 +264,7 @@ def evaluation_figures(returns: list[float], solved: float | None) -> dict:
 # ---------------------------------------------------------------------------------------------
 
 def train_rl(recipe: Recipe | dict, run_dir: str | Path | None = None, *, overwrite: bool = False,
-             progress: str | None = None) -> "_run.Run":
+             progress: str | None = None) -> "runs.Run":
     """Train the recipe's agent in its environment into a new run directory."""
     if not isinstance(recipe, Recipe):
         recipe = Recipe.from_dict(recipe)
@@ -272,23 +272,23 @@ def train_rl(recipe: Recipe | dict, run_dir: str | Path | None = None, *, overwr
         raise RecipeError(f"{recipe.source}: env.name is required for a reinforcement-learning run; "
                           f"name a Gymnasium environment, e.g. env.name: CartPole-v1")
     run = build(recipe)   # bad env ids and keys fail before anything is written
-    target = _run.plan_run_dir(recipe, run_dir, overwrite)
+    target = runs.plan_run_dir(recipe, run_dir, overwrite)
     path = target.path
     with target.claim() as claim:   # created, marked and locked by this process for the whole run
         ck.atomic_write_text(path / "recipe.yaml", recipe.to_yaml())
         claim.started()
-        return _run.Run(path, fit(run, path, progress))
+        return runs.Run(path, fit(run, path, progress))
 
 
 def resume_rl(run_dir: str | Path, checkpoint: str | None = None, progress: str | None = None,
-              force_foreign_checkpoint: bool = False) -> "_run.Run":
+              force_foreign_checkpoint: bool = False) -> "runs.Run":
     """Continue an RL run from its newest checkpoint (or the one named); a finished run is left
     as it is unless a checkpoint is named. A checkpoint written by another run is refused unless
     ``force_foreign_checkpoint``."""
     run_dir = Path(run_dir)
-    recipe = _run.read_run_recipe(run_dir)
+    recipe = runs.read_run_recipe(run_dir)
     if (run_dir / "summary.json").is_file() and checkpoint is None:
-        return _run.Run(run_dir)
+        return runs.Run(run_dir)
     with lock_run(run_dir):   # one writer per run directory
         chosen = _choose_checkpoint(run_dir / "checkpoints", checkpoint)
         run = build(recipe)
@@ -300,7 +300,7 @@ def resume_rl(run_dir: str | Path, checkpoint: str | None = None, progress: str 
                 raise CheckpointError(f"{chosen}: does not fit this run's agent and training state "
                                       f"({type(err).__name__}); it comes from another run or was damaged — "
                                       f"resume from another checkpoint with --checkpoint") from None
-        return _run.Run(run_dir, fit(run, run_dir, progress))
+        return runs.Run(run_dir, fit(run, run_dir, progress))
 
 
 def _choose_checkpoint(root: Path, name: str | None) -> Path | None:
@@ -317,7 +317,7 @@ def _choose_checkpoint(root: Path, name: str | None) -> Path | None:
 def load_policy(run_dir: str | Path) -> tuple[ActorCritic, dict, Recipe]:
     """(agent, model.json, recipe) of a finished RL run, weights from model.safetensors."""
     run_dir = Path(run_dir)
-    recipe = _run.read_run_recipe(run_dir)
+    recipe = runs.read_run_recipe(run_dir)
     for name in ("model.safetensors", "model.json"):
         if not (run_dir / name).is_file():
             raise UserError(f"{run_dir}: {name} is missing — the run has not finished; "

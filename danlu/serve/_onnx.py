@@ -82,7 +82,7 @@ def export_onnx(run_dir: str | Path, path: str | Path | None = None, *, overwrit
     Beside it, ``<path>.pipeline.json`` describes the input (columns, shape, category codes) and the
     outputs. Returns the path of the ONNX file.
     """
-    from .._run import load_model, refuse_generative
+    from ..training import load_model, refuse_generative
 
     run_dir = Path(run_dir)
     path = Path(path) if path is not None else run_dir / "model.onnx"

@@ -21,7 +21,7 @@ class Predictor:
     """
 
     def __init__(self, run_dir: str | Path, device: str = "auto"):
-        from .._run import load_model, refuse_generative, resolve_device
+        from ..training import load_model, refuse_generative, resolve_device
 
         self.run_dir = Path(run_dir)
         self.device = resolve_device(device)

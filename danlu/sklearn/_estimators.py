@@ -127,8 +127,8 @@ class _DanluEstimator(BaseEstimator):
     def _fit_arrays(self, X, y, classes=None):
         import torch
 
-        from .._run import build_session
         from ..data._encode import Scaler
+        from ..training import build_session
         from ..training import fit
 
         recipe = self.resolved_recipe()

@@ -19,7 +19,7 @@ def categorical_embeddings(run_dir: str | Path) -> dict[str, tuple[list[str], np
     Only the categories seen in training are returned (the rows for "unknown" were never
     trained). Raises UserError when the model has no categorical embeddings.
     """
-    from .._run import load_model
+    from ..training import load_model
     from ..models._inputs import FeatureInput
 
     model, pipeline, _meta, _recipe = load_model(run_dir)

@@ -57,7 +57,7 @@ def _embed_with_run(run_dir: Path, path: Path) -> Embedding:
 
         model, pipeline, _meta, _recipe = load_text_model(run_dir)
     else:
-        from .._run import load_model
+        from ..training import load_model
 
         model, pipeline, _meta, _recipe = load_model(run_dir)
     X, rows = pipeline.load_input(str(path))

@@ -24,7 +24,7 @@ from pathlib import Path
 from torch import nn
 
 from .. import _integrity as integrity
-from .. import _run
+from .. import training as runs
 from ..errors import RecipeError, UserError
 from ..recipe import Recipe
 from ..training import _checkpoint as ck
@@ -61,17 +61,17 @@ class GradualUnfreeze:
 
 
 def finetune(recipe: Recipe | dict, run_dir: str | Path | None = None, *, overwrite: bool = False,
-             progress: str | None = None, callbacks=()) -> "_run.Run":
+             progress: str | None = None, callbacks=()) -> "runs.Run":
     """Train a recipe with a ``base:`` section into a new run directory; returns the finished run."""
     if not isinstance(recipe, Recipe):
         recipe = Recipe.from_dict(recipe)
     recipe = _checked(recipe)
     text = recipe.base.kind == "minilm"
-    prepared = prepare_text(recipe) if text else _run._prepare_data(recipe)   # bad data fails before writing
-    target = _run.plan_run_dir(recipe, run_dir, overwrite)   # checked; nothing is written before the model is built
+    prepared = prepare_text(recipe) if text else runs.prepare_run_data(recipe)   # bad data fails before writing
+    target = runs.plan_run_dir(recipe, run_dir, overwrite)   # checked; nothing is written before the model is built
     path = target.path
     gradual = GradualUnfreeze(recipe.base.unfreeze_every) if recipe.base.mode == "gradual" else None
-    session = _run.build_session(_head_recipe(recipe, text), path, prepared, progress, [*callbacks, gradual])
+    session = runs.build_session(_head_recipe(recipe, text), path, prepared, progress, [*callbacks, gradual])
     state = session.state
     if text:
         backbone = _attach_minilm(state, recipe, gradual)
@@ -80,12 +80,12 @@ def finetune(recipe: Recipe | dict, run_dir: str | Path | None = None, *, overwr
     _set_optimizer(state, recipe, backbone)
     with target.claim() as claim:   # created, marked and locked by this process for the whole run
         ck.atomic_write_text(path / "recipe.yaml", recipe.to_yaml())
-        _run.save_pipeline(prepared.pipeline, path)   # with checksums, as _run.load_model reads it
+        runs.save_pipeline(prepared.pipeline, path)   # with checksums, as runs.load_model reads it
         claim.started()
-        _run.fit(state, session.callbacks)
-        summary = _run.finish(state, path)
+        runs.fit(state, session.callbacks)
+        summary = runs.finish(state, path)
         _record_base(path, recipe, prepared.pipeline)
-    return _run.Run(path, summary)
+    return runs.Run(path, summary)
 
 
 def _checked(recipe: Recipe) -> Recipe:
@@ -94,7 +94,7 @@ def _checked(recipe: Recipe) -> Recipe:
         raise RecipeError(f"{recipe.source}: finetune needs a backbone; set base.kind: minilm or base.run: RUN_DIR")
     if base.run is None:
         return recipe
-    earlier = _run.read_run_recipe(Path(base.run))
+    earlier = runs.read_run_recipe(Path(base.run))
     _check_base_split(recipe, earlier, Path(base.run))
     # the same architecture as the base run, so its weights fit
     return recipe.with_overrides({"model": json.loads(json.dumps(earlier.model))})
@@ -223,13 +223,13 @@ def load_text_model(run_dir: str | Path, device="cpu"):
     from ._text import TextPipeline
 
     run_dir = Path(run_dir)
-    recipe = _run.read_run_recipe(run_dir)
+    recipe = runs.read_run_recipe(run_dir)
     meta = integrity.read_json(run_dir / "model.json")   # refused unless it matches its checksum
     integrity.require(run_dir / "model.json", {"loss_kind": str}, meta)
     pipeline = TextPipeline.load(run_dir)   # checked the same way
     model = build_model(recipe.model, pipeline.info, output_dim(meta["loss_kind"], pipeline.info))
     if meta.get("target_scaled"):
-        model = _run.TargetScaled(model, [0.0] * pipeline.info.n_targets, [1.0] * pipeline.info.n_targets)
+        model = runs.TargetScaled(model, [0.0] * pipeline.info.n_targets, [1.0] * pipeline.info.n_targets)
     if pipeline.inputs == "tokens":
         model = TextClassifier(SentenceEncoder(), model)
         if _lora_enabled(recipe):

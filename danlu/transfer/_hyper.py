@@ -26,7 +26,7 @@ from ..models._inputs import FeatureInput
 
 _ACTIVATIONS = {"relu": nn.functional.relu, "tanh": torch.tanh, "gelu": nn.functional.gelu}
 
-from ..models._builtin import HYPER_PARAMS  # noqa: E402,F401  (the keys live with the registry)
+from ._plugin import HYPER_PARAMS  # noqa: E402,F401  (the keys live with the registration)
 
 
 class GeneratedMLP(nn.Module):

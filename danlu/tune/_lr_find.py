@@ -120,7 +120,7 @@ def _check_args(min_lr, max_lr, steps, smooth, diverge, rule) -> None:
 def _sweep(recipe, min_lr, max_lr, steps, smooth, diverge, progress):
     import torch
 
-    from .._run import _prepare_data, build_session
+    from ..training import prepare_run_data as _prepare_data, build_session
     from ..training import epoch_permutation
     from ..training._loop import batch_count, batch_slice
 

@@ -153,7 +153,7 @@ def plan_tune_dir(out: Path):
 
 def _objective_of(recipe, metric: str | None, direction: str) -> tuple[str, str]:
     """The validation figure to optimise and its direction; needs a validation split."""
-    from .._run import _prepare_data
+    from ..training import prepare_run_data as _prepare_data
     from ..evaluation import PRIMARY_METRIC, metric_direction
 
     prepared = _prepare_data(recipe)  # also refuses bad data before any trial starts
@@ -368,7 +368,7 @@ class _Failed(Exception):
 
 
 def _objective(optuna, recipe, space: Space, metric: str, direction: str, out: Path, prune: bool):
-    from .._run import train
+    from ..training import train
 
     def objective(trial):
         trial.set_user_attr("worker", worker_id())

@@ -15,7 +15,7 @@ from sklearn.svm import SVC, SVR
 from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
 
 import danlu
-from danlu import _run
+from danlu import training as runs
 from danlu.classical import CLASSICAL_KINDS, load_estimator
 from danlu.errors import DataError, RecipeError
 from danlu.models import build_model, registered_params
@@ -48,7 +48,7 @@ def _rows(X):
 def test_classifier_metrics_agree_with_sklearn_fitted_directly(kind, data, keys, oracle, classical_recipe, tmp_path):
     recipe = classical_recipe(kind, data, **keys)
     run = danlu.train(recipe, tmp_path / "run")
-    splits = _run._prepare_data(recipe).splits
+    splits = runs.prepare_run_data(recipe).splits
     Xtr, ytr = splits["train"]
     est = oracle().fit(_rows(Xtr), ytr.numpy())
     for split in ("validation", "test"):
@@ -66,7 +66,7 @@ def test_classifier_metrics_agree_with_sklearn_fitted_directly(kind, data, keys,
             assert got["roc_auc"] == pytest.approx(skm.roc_auc_score(y, proba, multi_class="ovr"), abs=1e-9)
         assert got["loss"] == pytest.approx(got["log_loss"], abs=1e-9)   # the loss of a classifier is its log loss
     # the saved estimator predicts exactly what the one fitted directly does
-    model, _pipeline, meta, _recipe = _run.load_model(run.path)
+    model, _pipeline, meta, _recipe = runs.load_model(run.path)
     X = _rows(splits["test"][0])
     np.testing.assert_array_equal(model.estimator.predict_proba(X), est.predict_proba(X))
     assert meta["classical"] is True and meta["kind"] == kind
@@ -76,7 +76,7 @@ def test_classifier_metrics_agree_with_sklearn_fitted_directly(kind, data, keys,
 def test_regressor_metrics_agree_with_sklearn_fitted_directly(kind, keys, oracle, classical_recipe, tmp_path):
     recipe = classical_recipe(kind, "diabetes", **keys)
     run = danlu.train(recipe, tmp_path / "run")
-    splits = _run._prepare_data(recipe).splits
+    splits = runs.prepare_run_data(recipe).splits
     est = oracle().fit(_rows(splits["train"][0]), splits["train"][1].numpy().astype(np.float64))
     X, y = splits["test"]
     pred = est.predict(_rows(X))
@@ -91,7 +91,7 @@ def test_regressor_metrics_agree_with_sklearn_fitted_directly(kind, keys, oracle
 def test_kmeans_reports_cluster_figures_that_agree_with_sklearn(classical_recipe, tmp_path):
     recipe = classical_recipe("kmeans", "iris", n_init=3)
     run = danlu.train(recipe, tmp_path / "run")
-    splits = _run._prepare_data(recipe).splits
+    splits = runs.prepare_run_data(recipe).splits
     Xtr = _rows(splits["train"][0])
     est = KMeans(n_clusters=3, n_init=3, random_state=0).fit(Xtr)      # n_clusters: the number of classes
     assert run.summary["train"]["inertia"] == pytest.approx(est.inertia_, rel=1e-4)
@@ -101,7 +101,7 @@ def test_kmeans_reports_cluster_figures_that_agree_with_sklearn(classical_recipe
     assert test["adjusted_rand"] == pytest.approx(skm.adjusted_rand_score(y.numpy(), clusters), abs=1e-12)
     assert test["silhouette"] == pytest.approx(skm.silhouette_score(_rows(X), clusters), abs=1e-6)
     assert test["adjusted_rand"] > 0.4          # iris clusters do follow the species
-    assert _run.evaluate(run.path, "test")["test"] == test
+    assert runs.evaluate(run.path, "test")["test"] == test
 
 
 def test_run_directory_of_a_classical_run(classical_recipe, tmp_path):
@@ -117,7 +117,7 @@ def test_run_directory_of_a_classical_run(classical_recipe, tmp_path):
     summary = json.loads((run.path / "summary.json").read_text())
     assert set(summary) == {"train", "validation", "test", "run"} and summary["run"]["size"]["trees"] == 5
     # eval from disk gives the very figures of the fit
-    assert _run.evaluate(run.path, "all") == {k: summary[k] for k in ("train", "validation", "test")}
+    assert runs.evaluate(run.path, "all") == {k: summary[k] for k in ("train", "validation", "test")}
 
 
 def test_same_seed_same_model_other_seed_other_model(classical_recipe, tmp_path):

@@ -14,7 +14,7 @@ from sklearn.preprocessing import FunctionTransformer
 from sklearn.tree import DecisionTreeClassifier
 
 import danlu
-from danlu import _run
+from danlu import training as runs
 from danlu.classical import TRUSTED_TYPES, load_estimator, make_estimator, save_estimator, schema_types
 from danlu._integrity import sha256_file
 from danlu.errors import CheckpointError
@@ -147,7 +147,7 @@ def test_cli_predict_and_a_tampered_run_refused(cli, tmp_path):
     got = list(csv.DictReader(open(tmp_path / "pred.csv")))
     probs = [k for k in got[0] if k.startswith("proba_")]
     assert len(got) == 15 and len(probs) == 3
-    model, pipeline, _meta, _recipe = _run.load_model(run)
+    model, pipeline, _meta, _recipe = runs.load_model(run)
     expected = model.estimator.predict_proba(pipeline.load_input(tmp_path / "rows.csv")[0].numpy())
     np.testing.assert_allclose([[float(r[k]) for k in probs] for r in got], expected, atol=1e-9)
     names = load_iris().target_names
@@ -157,7 +157,7 @@ def test_cli_predict_and_a_tampered_run_refused(cli, tmp_path):
     blob[-100] ^= 0xFF
     (run / "model.skops").write_bytes(bytes(blob))
     with pytest.raises(CheckpointError, match="checksum"):      # a user error: one line, exit code 2
-        _run.evaluate(run, "test")
+        runs.evaluate(run, "test")
 
 
 def test_kmeans_predicts_cluster_ids(tmp_path):
@@ -168,7 +168,7 @@ def test_kmeans_predicts_cluster_ids(tmp_path):
     run = danlu.train(recipe, tmp_path / "run")
     _iris_csv(tmp_path / "rows.csv")
     rows = danlu.predict(run.path, tmp_path / "rows.csv", tmp_path / "out.csv")
-    model, pipeline, _meta, _recipe = _run.load_model(run.path)
+    model, pipeline, _meta, _recipe = runs.load_model(run.path)
     X = pipeline.load_input(tmp_path / "rows.csv")[0].numpy()
     assert [r["prediction"] for r in rows] == model.estimator.predict(X).tolist()
     assert set(rows[0]) == {"row", "prediction"}

@@ -7,7 +7,7 @@ import pytest
 from sklearn.decomposition import PCA
 
 import danlu
-from danlu import _run
+from danlu import training as runs
 from danlu.classical import TRUSTED_TYPES, load_estimator, schema_types, unsupervised_answers
 from danlu.errors import RecipeError
 
@@ -26,7 +26,7 @@ def pca_run(tmp_path_factory):
     recipe = Recipe.from_dict({"seed": 0, "data": {"source": "sklearn", "name": "digits", "scale": "none"},
                                "model": {"kind": "pca", "n_components": K}, "output": {"progress": "none"}})
     run = danlu.train(recipe, tmp_path_factory.mktemp("pca") / "run")
-    splits = _run._prepare_data(recipe).splits
+    splits = runs.prepare_run_data(recipe).splits
     oracle = PCA(n_components=K, svd_solver="full").fit(_rows(splits["train"][0]))
     return run, splits, oracle
 
@@ -50,7 +50,7 @@ def test_components_and_explained_variance_agree_with_sklearn(pca_run):
 
 def test_transformed_values_and_reconstruction_agree_with_sklearn(pca_run):
     run, splits, oracle = pca_run
-    model, _pipeline, meta, _recipe = _run.load_model(run.path)
+    model, _pipeline, meta, _recipe = runs.load_model(run.path)
     assert meta["unsupervised"] is True and meta["estimator"] == "sklearn.decomposition._pca.PCA"
     X = _rows(splits["test"][0])
     answers = unsupervised_answers(model, splits["test"][0])
@@ -64,7 +64,7 @@ def test_transformed_values_and_reconstruction_agree_with_sklearn(pca_run):
     spread = float(np.mean((X - X.mean(axis=0, dtype=np.float64)) ** 2))
     assert run.summary["test"]["variance_explained"] == pytest.approx(1 - expected_mse / spread, rel=1e-5)
     # `danlu eval` repeats the figures of the fit
-    assert _run.evaluate(run.path, "all") == {k: run.summary[k] for k in ("train", "validation", "test")}
+    assert runs.evaluate(run.path, "all") == {k: run.summary[k] for k in ("train", "validation", "test")}
 
 
 def test_model_file_is_skops_under_the_trust_list_and_plots_are_pngs(pca_run):

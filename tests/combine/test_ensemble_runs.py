@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import danlu
-from danlu import _run
+from danlu import training as runs
 from danlu.combine import combine, ensemble, figures, load_members
 from danlu.combine._ensemble import _labels
 from danlu.errors import UserError
@@ -106,7 +106,7 @@ def test_ensemble_writes_what_it_computed(digits_members, digits_loaded, tmp_pat
 def test_members_figures_are_the_runs_own_and_weights_follow_quality(digits_members, tmp_path):
     result = ensemble(digits_members, "bayes", tmp_path / "ens", progress=False)
     for member, path in zip(result["members"], digits_members):
-        own = _run.evaluate(path, "test")["test"]
+        own = runs.evaluate(path, "test")["test"]
         assert member["test"]["accuracy"] == own["accuracy"]
         assert member["test"]["log_loss"] == pytest.approx(own["log_loss"], abs=1e-6)
     ll = result["details"]["log_likelihood"]

@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from danlu import _run
+from danlu import training as runs
 from danlu.compress import (QuantLinear, QuantSpec, all_specs, calibrate, choose_bits, evaluate_quantized,
                             fbgemm_available, int8_matmul, load_quantized, model_nbytes, quantizable_layers,
                             quantize_model, quantize_run, quantized_layers, set_kernel)
@@ -108,8 +108,8 @@ def test_quantized_run_reloads_with_identical_outputs(mlp_run, tmp_path):
         out = tmp_path / kwargs.get("act", "static")
         result = quantize_run(mlp_run, QuantSpec(4, "asym", "group", 16), out=out, progress=False, latency_rounds=1,
                               **kwargs)
-        model, _pipeline, _meta, recipe = _run.load_model(mlp_run)
-        X = _run._prepare_data(recipe).splits["test"][0]
+        model, _pipeline, _meta, recipe = runs.load_model(mlp_run)
+        X = runs.prepare_run_data(recipe).splits["test"][0]
         qmodel = quantize_model(model, {n: QuantSpec(4, "asym", "group", 16) for n in quantizable_layers(model)},
                                 act=kwargs.get("act", "static"),
                                 act_ranges={n: (-1e3, 1e3) for n in quantizable_layers(model)})
@@ -140,7 +140,7 @@ def test_int8_model_keeps_accuracy_and_is_smaller(mlp_run, tmp_path):
     report = result.report
     assert report["change"]["metric_delta"] > -0.01
     assert report["float"]["bytes"] > 2.5 * report["quantized"]["bytes"]
-    assert report["float"]["metric"] == pytest.approx(_run.evaluate(mlp_run)["test"]["accuracy"])
+    assert report["float"]["metric"] == pytest.approx(runs.evaluate(mlp_run)["test"]["accuracy"])
 
 
 def test_fewer_bits_are_smaller_on_disk(mlp_run, tmp_path):
@@ -163,8 +163,8 @@ def test_conv_layers_are_quantized_and_reload(cnn_run, tmp_path):
     kinds = {row["layer"]: row["kernel"] for row in result.plan}
     assert any(name.startswith("features") for name in kinds)          # the convolution
     loaded = load_quantized(result.path)
-    model, _p, _m, recipe = _run.load_model(cnn_run)
-    X = _run._prepare_data(recipe).splits["test"][0]
+    model, _p, _m, recipe = runs.load_model(cnn_run)
+    X = runs.prepare_run_data(recipe).splits["test"][0]
     assert model_outputs(loaded, X).shape == model_outputs(model, X).shape
     assert result.report["change"]["metric_delta"] > -0.1
 
@@ -239,8 +239,8 @@ def test_quantized_model_runs_on_cuda(mlp_run, tmp_path):
     result = quantize_run(mlp_run, QuantSpec(8), act="dynamic", out=tmp_path / "q", progress=False,
                           latency_rounds=1)
     cpu, gpu = load_quantized(result.path), load_quantized(result.path, device="cuda")
-    model, _p, _m, recipe = _run.load_model(mlp_run)
-    X = _run._prepare_data(recipe).splits["test"][0]
+    model, _p, _m, recipe = runs.load_model(mlp_run)
+    X = runs.prepare_run_data(recipe).splits["test"][0]
     out = model_outputs(gpu, X.cuda())
     assert out.device.type == "cuda"
     set_kernel(cpu, "int_mm")                               # the same integer arithmetic as on the GPU

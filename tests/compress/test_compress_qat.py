@@ -7,7 +7,7 @@ from compress_testkit import digits_mlp
 from torch import nn
 
 import danlu
-from danlu import _run
+from danlu import training as runs
 from danlu.compress import (FakeQuant, QATSchedule, QuantSpec, export_qat, prepare_qat, quantizable_layers,
                             quantize_model, quantize_run, strip_qat)
 from danlu.errors import RecipeError
@@ -18,7 +18,7 @@ SPEC = {"bits": 4, "scheme": "sym", "granularity": "tensor", "method": "log"}
 
 
 def _accuracy_all_rows(model, recipe, run_dir):
-    splits = _run._prepare_data(recipe, run_dir).splits
+    splits = runs.prepare_run_data(recipe, run_dir).splits
     X = torch.cat([splits[k][0] for k in splits])
     y = torch.cat([splits[k][1] for k in splits])
     return float((model_outputs(model, X).argmax(1) == y).float().mean())
@@ -55,7 +55,7 @@ def test_qat_loses_less_accuracy_than_post_training_quantization(tmp_path):
     qat_recipe = Recipe.from_dict(digits_mlp(epochs=10, quant={"enabled": True, **SPEC}))
     qat_run = danlu.train(qat_recipe, tmp_path / "qat").path
 
-    float_model = _run.load_model(float_run)[0]
+    float_model = runs.load_model(float_run)[0]
     float_acc = _accuracy_all_rows(float_model, recipe, float_run)
     spec = QuantSpec(**SPEC)
     ptq = quantize_model(float_model, {name: spec for name in quantizable_layers(float_model)})
@@ -73,7 +73,7 @@ def test_qat_run_loads_and_exports_what_it_validated(tmp_path):
     recipe = Recipe.from_dict(digits_mlp(epochs=2, quant={"enabled": True, "bits": 4, "granularity": "group",
                                                           "group_size": 16, "scheme": "asym"}))
     run = danlu.train(recipe, tmp_path / "qat")
-    model = _run.load_model(run.path)[0]
+    model = runs.load_model(run.path)[0]
     assert any(isinstance(m, FakeQuant) for m in model.modules())
     result = export_qat(run.path, progress=False, latency_rounds=1)
     assert result.path == run.path / "quantized-qat"

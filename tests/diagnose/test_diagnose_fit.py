@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import r2_score
 
-from danlu import _run
+from danlu import training as runs
 from danlu.diagnose import ConvergenceMonitor, FitMonitor
 from diagnose_testkit import events, metrics, run, write_npz
 
@@ -52,8 +52,8 @@ def test_linear_model_on_a_nonlinear_target_underfits(tmp_path, xor_npz):
     found = events(r.path, "underfitting")
     assert len(found) == 1 and found[0]["metric"] == "r2"
     # the r2 it reports is the training split's, as scikit-learn computes it
-    model, _, _, recipe = _run.load_model(r.path)
-    X, y = _run._prepare_data(recipe).splits["train"]
+    model, _, _, recipe = runs.load_model(r.path)
+    X, y = runs.prepare_run_data(recipe).splits["train"]
     from danlu.training import model_outputs
 
     pred = model_outputs(model, X).reshape(-1).numpy()

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import danlu
-from danlu import _run
+from danlu import training as runs
 from danlu.distill import class_logits, distill, kd_loss, soft_targets, table_rows
 from danlu.errors import RecipeError, UserError
 from danlu.recipe import Recipe
@@ -78,7 +78,7 @@ def test_distilled_student_beats_the_student_trained_alone(distilled):
     assert saved["temperature"] == 4.0 and saved["alpha"] == 0.9 and saved["baseline"]["trained_here"] is True
     assert saved["gain"]["accuracy"] == pytest.approx(student["accuracy"] - alone["accuracy"])
     # the baseline really is the same recipe without a teacher, on the same test rows
-    assert _run.evaluate(saved["baseline"]["run"], "test")["test"]["accuracy"] == alone["accuracy"]
+    assert runs.evaluate(saved["baseline"]["run"], "test")["test"]["accuracy"] == alone["accuracy"]
     assert list(table_rows(saved)) == ["teacher (run)", "student alone", "student distilled"]
 
 

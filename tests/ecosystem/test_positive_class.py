@@ -48,7 +48,7 @@ def _run(tmp_path, name, **data):
 
 
 def _test_split_oracle(run_dir, pos_label):
-    from danlu._run import scoring
+    from danlu.training import scoring
     from danlu.training import model_outputs, scores_to_proba
 
     sc = scoring(run_dir)

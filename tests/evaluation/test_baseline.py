@@ -8,8 +8,9 @@ from sklearn.metrics import accuracy_score, r2_score
 from sklearn.model_selection import train_test_split
 
 import danlu
-from danlu import _run
-from danlu.evaluation import (baseline_metrics, baseline_scores, compute_metrics, evaluate_with_baseline, mcnemar,
+from danlu import training as runs
+from danlu.experiments import evaluate_with_baseline
+from danlu.evaluation import (baseline_metrics, baseline_scores, compute_metrics, mcnemar,
                             paired_bootstrap, significance)
 
 
@@ -122,8 +123,8 @@ def test_evaluate_with_baseline_on_a_run(tmp_path):
         "train": {"epochs": 3, "batch_size": 32}, "output": {"progress": "none"}})
     run = danlu.train(recipe, tmp_path / "run", progress="none")
     got = evaluate_with_baseline(run.path, "test", n_boot=300)
-    assert got["model"] == pytest.approx(_run.evaluate(run.path, "test")["test"])
-    from danlu._run import _prepare_data
+    assert got["model"] == pytest.approx(runs.evaluate(run.path, "test")["test"])
+    from danlu.training import prepare_run_data as _prepare_data
 
     prepared = _prepare_data(recipe)
     (X_tr, y_tr), (X_te, y_te) = prepared.splits["train"], prepared.splits["test"]

@@ -8,11 +8,12 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 
 import danlu
-from danlu import _run
+from danlu import training
 from danlu._index import INDEX_FILE, index_run, list_runs, parse_filter
 from danlu.errors import UserError
-from danlu.evaluation import check_same_data, compare_runs, compute_metrics
-from danlu.evaluation._compare import format_comparison
+from danlu.evaluation import compute_metrics
+from danlu.experiments import check_same_data, compare_runs
+from danlu.experiments._compare import format_comparison
 
 
 def _train(root, name, **changes):
@@ -39,7 +40,7 @@ def runs(tmp_path_factory):
     shutil.copytree(made["small"].path, root / "seed3")
     text = (root / "seed3" / "recipe.yaml").read_text()
     (root / "seed3" / "recipe.yaml").write_text(text.replace("seed: 0", "seed: 3", 1))
-    made["seed3"] = _run.Run(root / "seed3")
+    made["seed3"] = training.Run(root / "seed3")
     return root, made
 
 
@@ -52,11 +53,11 @@ def test_compare_scores_runs_baselines_and_references(runs):
     for key in ("small", "wide"):
         row = by_name[str(r[key].path)]
         assert row["kind"] == "run" and row["what"] == "mlp"
-        assert row["metrics"] == pytest.approx(_run.evaluate(r[key].path, "test")["test"])
+        assert row["metrics"] == pytest.approx(training.evaluate(r[key].path, "test")["test"])
         assert 0 <= row["p_value"] <= 1 and "the baseline" in row["verdict"]
     assert {"baseline: majority", "baseline: stratified"} <= set(by_name)
     # the sklearn reference is what fitting it on the same transformed training rows gives
-    prepared = _run._prepare_data(_run.read_run_recipe(r["small"].path))
+    prepared = training.prepare_run_data(training.read_run_recipe(r["small"].path))
     (X_tr, y_tr), (X_te, y_te) = prepared.splits["train"], prepared.splits["test"]
     model = LogisticRegression(max_iter=2000).fit(X_tr.numpy(), y_tr.numpy())
     expected = compute_metrics("classification", y_te.numpy(), model.predict_proba(X_te.numpy()), n_classes=3)

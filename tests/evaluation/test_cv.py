@@ -9,10 +9,10 @@ from sklearn.dummy import DummyClassifier
 from sklearn.model_selection import KFold, StratifiedKFold
 
 import danlu
-from danlu import _run
+from danlu import training as runs
 from danlu.data import labelled_rows
 from danlu.errors import DataError, UserError
-from danlu.evaluation import cross_validate, fold_rows
+from danlu.experiments import cross_validate, fold_rows
 
 
 def _recipe(tmp_path, **extra):
@@ -71,7 +71,7 @@ def test_cross_validate_runs_each_fold_on_its_rows(cv_result):
         assert saved["test"] == rows["test"].tolist() and saved["validation"] == rows["validation"].tolist()
         assert fold.rows == {"train": len(rows["train"]), "validation": len(rows["validation"]), "test": 50}
         # the figure cross_validate reports is the fold run's own, re-evaluated from disk
-        assert fold.test == pytest.approx(_run.evaluate(run_dir, "test")["test"], abs=1e-6)
+        assert fold.test == pytest.approx(runs.evaluate(run_dir, "test")["test"], abs=1e-6)
         # the baseline beside it is DummyClassifier fitted on the fold's training rows
         dummy = DummyClassifier(strategy="most_frequent").fit(np.zeros((len(rows["train"]), 1)), y[rows["train"]])
         assert fold.baseline["majority"]["accuracy"] == pytest.approx(

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 import danlu
-from danlu import _run
+from danlu import training as runs
 from danlu.errors import RecipeError
 from danlu.models import build_model
 
@@ -28,7 +28,7 @@ def image_info(shape=(1, 8, 8), categorical=()):
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     run = danlu.train(RECIPE, tmp_path_factory.mktemp("autoencoder") / "run")
-    splits = _run._prepare_data(_run.read_run_recipe(run.path)).splits
+    splits = runs.prepare_run_data(runs.read_run_recipe(run.path)).splits
     return run, splits
 
 
@@ -42,12 +42,12 @@ def test_training_lowers_the_reconstruction_error_below_the_mean_image(trained):
     assert test["loss"] == test["reconstruction_mse"] < 0.7 * mean_image_mse
     assert "baseline" not in run.summary
     assert json.loads((run.path / "model.json").read_text())["objective"] is True
-    assert _run.evaluate(run.path, "test")["test"] == test      # repeatable figures, from the saved model
+    assert runs.evaluate(run.path, "test")["test"] == test      # repeatable figures, from the saved model
 
 
 def test_saved_model_encodes_decodes_and_reconstructs(trained):
     run, splits = trained
-    model = _run.load_model(run.path)[0].eval()
+    model = runs.load_model(run.path)[0].eval()
     X = splits["test"][0][:5]
     with torch.no_grad():
         codes = model.encode(X)

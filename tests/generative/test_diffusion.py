@@ -195,7 +195,7 @@ def test_guidance_raises_the_share_a_classifier_assigns_to_the_label(tmp_path):
     assert run.summary["validation"]["loss"] < run.summary["validation"]["loss_uncond"]   # the label helps
     assert (tmp_path / "run" / "plots" / "samples.png").is_file()
 
-    from danlu._run import load_model
+    from danlu.training import load_model
 
     model = load_model(tmp_path / "run")[0]
     digits = load_digits()

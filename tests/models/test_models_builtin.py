@@ -27,9 +27,14 @@ def info_for(kind):
 
 # Classical kinds (danlu.classical) are fitted scikit-learn estimators, not torch builders; their
 # own conformance tests live in tests/classical.
+from danlu import _plugins  # noqa: E402
 from danlu.classical import CLASSICAL_KINDS  # noqa: E402
 
-TORCH_KINDS = sorted(k for k in MODELS if k not in CLASSICAL_KINDS)
+_plugins.load_builtin()   # every shipped kind registers itself (generative, transfer, ...)
+# "python" stands for a model given as a Python object: it refuses to be built from a folder (tested
+# in tests/ecosystem).
+TORCH_KINDS = sorted(k for k in MODELS if k not in CLASSICAL_KINDS and k != "python")
+assert {"vae", "diffusion", "autoencoder", "hypernetwork", "mlp"} <= set(TORCH_KINDS)
 
 
 @pytest.mark.parametrize("kind", TORCH_KINDS)

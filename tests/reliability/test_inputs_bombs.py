@@ -183,13 +183,13 @@ def test_generated_data_too_large_is_refused_before_numpy_allocates(monkeypatch)
 
 
 def test_a_memory_error_is_one_line_exit_2(tmp_path, capsys, monkeypatch):
-    from danlu import _run
+    from danlu import training as runs
     from danlu.cli import main
 
     def boom(*args, **kwargs):
         raise MemoryError()
 
-    monkeypatch.setattr(_run, "train", boom)
+    monkeypatch.setattr(runs, "train", boom)
     path = tmp_path / "r.yaml"
     path.write_text("data: {source: sklearn, name: iris}\n", encoding="utf-8")
     assert main(["train", str(path)]) == 2

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from inputs_kit import tiny_iris_run
 
-from danlu._run import predict
+from danlu.training import predict
 from danlu.data import prepare
 from danlu.errors import DataError, RecipeError, UserError
 from danlu.recipe import Field, Recipe

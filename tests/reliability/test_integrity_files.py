@@ -11,7 +11,7 @@ from safetensors.torch import load_file, save_file
 
 import danlu
 from danlu import _integrity as integrity
-from danlu import _run
+from danlu import training
 from danlu.cli import main
 from danlu.errors import CheckpointError, UserError
 from danlu.recipe import Recipe
@@ -101,7 +101,7 @@ def test_a_classical_model_file_is_checked_by_the_manifest_too(copy):
     run = copy("tree")
     _flip(run / "model.skops")
     with pytest.raises(CheckpointError, match="model.skops"):
-        _run.load_model(run)
+        training.load_model(run)
 
 
 def test_a_quantized_folder_is_checked(copy):

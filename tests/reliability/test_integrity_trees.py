@@ -15,7 +15,7 @@ import skops.io as sio
 
 import danlu
 from danlu import _integrity as integrity
-from danlu import _run
+from danlu import training as runs
 from danlu.classical import TRUSTED_TYPES
 from danlu.errors import CheckpointError
 from danlu.recipe import Recipe
@@ -88,7 +88,7 @@ def test_a_crafted_structure_is_refused_at_load(fitted, tmp_path, case):
     kind, edit = CASES[case]
     run = _craft(fitted[kind], tmp_path / "run", edit)
     with pytest.raises(CheckpointError, match=r"model\.skops: refused"):
-        _run.load_model(run)
+        runs.load_model(run)
 
 
 def test_the_untouched_runs_still_load_and_answer(fitted):

@@ -21,14 +21,14 @@ def runs_root(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def iris_run(runs_root):
-    from danlu._run import train
+    from danlu.training import train
 
     return train(IRIS, runs_root / "iris", progress="none")
 
 
 @pytest.fixture(scope="session")
 def diabetes_run(runs_root):
-    from danlu._run import train
+    from danlu.training import train
 
     return train(DIABETES, runs_root / "diabetes", progress="none")
 

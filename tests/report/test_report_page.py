@@ -85,7 +85,7 @@ def test_test_split_figures_agree_with_sklearn_and_summary(iris_run, diabetes_ru
     from sklearn.dummy import DummyClassifier, DummyRegressor
     from sklearn.metrics import accuracy_score, r2_score, roc_auc_score
 
-    from danlu._run import _prepare_data
+    from danlu.training import prepare_run_data as _prepare_data
     from danlu.report._evidence import gather
 
     ev = gather(iris_run.path, iris_run_recipe(iris_run))
@@ -109,7 +109,7 @@ def test_test_split_figures_agree_with_sklearn_and_summary(iris_run, diabetes_ru
 
 
 def iris_run_recipe(run):
-    from danlu._run import read_run_recipe
+    from danlu.training import read_run_recipe
 
     return read_run_recipe(run.path)
 
@@ -117,7 +117,7 @@ def iris_run_recipe(run):
 def test_planned_schedule_matches_the_logged_rates(iris_run):
     """The per-step curve is recomputed from the recipe; at each epoch's last step it must give
     the rate the training loop logged."""
-    from danlu._run import _prepare_data
+    from danlu.training import prepare_run_data as _prepare_data
     from danlu.report import planned_lr
 
     recipe = iris_run_recipe(iris_run)

@@ -23,7 +23,7 @@ def base_run(tmp_path_factory):
 
 
 def _rows(seed):
-    from danlu._run import _prepare_data
+    from danlu.training import prepare_run_data as _prepare_data
     from danlu.recipe import Recipe
 
     prepared = _prepare_data(Recipe.from_dict(_iris(seed)))

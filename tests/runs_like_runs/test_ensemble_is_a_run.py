@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import danlu
-from danlu import _run
+from danlu import training as runs
 from danlu.combine import combine, ensemble, load_members
 from danlu.combine._ensemble import _labels
 from danlu.errors import UserError
@@ -43,8 +43,8 @@ def _expected(members, method):
 
 def _raw_test_rows(members):
     """Raw test rows (pixel values 0..16): the first member's test features, unscaled."""
-    _, pipeline, _, _ = _run.load_model(members[0])
-    prepared = _run._prepare_data(_run.read_run_recipe(members[0]), members[0])
+    _, pipeline, _, _ = runs.load_model(members[0])
+    prepared = runs.prepare_run_data(runs.read_run_recipe(members[0]), members[0])
     X = prepared.splits["test"][0]
     raw = X * pipeline.scaler.div + pipeline.scaler.shift   # per column for the [64] MLP
     raw = torch.round(raw * float(pipeline.reader.get("divisor", 1.0))).numpy()   # pixels are integers
@@ -71,7 +71,7 @@ def test_predict_on_an_ensemble_equals_its_own_evaluation(members, tmp_path, met
     accuracy = np.mean([r["prediction"] == classes[int(t)] for r, t in zip(rows, prepared.splits["test"][1])])
     assert accuracy == pytest.approx(result["ensemble"]["test"]["accuracy"])
     # `danlu eval` on the folder gives the figures ensemble.json holds
-    assert _run.evaluate(tmp_path / "ens", "test")["test"]["accuracy"] == pytest.approx(accuracy)
+    assert runs.evaluate(tmp_path / "ens", "test")["test"]["accuracy"] == pytest.approx(accuracy)
 
 
 def test_serve_answers_for_an_ensemble(members, tmp_path):
@@ -154,7 +154,7 @@ def test_an_ensemble_refuses_a_member_trained_again(tmp_path):
     first = danlu.train(_recipe({"kind": "mlp", "hidden": [8]}, [64], train={"epochs": 1}), tmp_path / "a").path
     second = danlu.train(_recipe({"kind": "logistic"}, [64], train={"epochs": 1}), tmp_path / "b").path
     ensemble([first, second], "weighted", tmp_path / "ens", progress=False)
-    assert _run.load_model(tmp_path / "ens")[2]["ensemble"]
+    assert runs.load_model(tmp_path / "ens")[2]["ensemble"]
     danlu.train(_recipe({"kind": "logistic"}, [64], train={"epochs": 2}), second, overwrite=True)
     with pytest.raises(UserError, match="other weights than when the ensemble was made"):
-        _run.load_model(tmp_path / "ens")
+        runs.load_model(tmp_path / "ens")

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import danlu
-from danlu import _run
+from danlu import training as runs
 from danlu.cli import main
 from danlu.generative._samplers import SamplerSettings, ancestral_step, ddim_step, sample
 
@@ -36,7 +36,7 @@ def test_ancestral_adds_ddpm_beta_noise_and_differs_from_ddim_eta_1(diffusion_ru
     torch.testing.assert_close(ancestral_step(x, eps, a_t, a_prev, 1.0, z) - mean, beta.sqrt() * z)
     torch.testing.assert_close(ddim_step(x, eps, a_t, a_prev, 1.0, z) - mean, beta_tilde.sqrt() * z)
 
-    model = _run.load_model(diffusion_run)[0]
+    model = runs.load_model(diffusion_run)[0]
     cond = model.conditions(torch.full((4,), 3))
     draw = lambda name: sample(model, cond, 4, SamplerSettings(sampler=name, steps=5, eta=1.0, cfg_scale=2.0))  # noqa: E731
     assert not torch.equal(draw("ancestral"), draw("ddim"))
@@ -70,7 +70,7 @@ def test_grid_draws_each_cfg_and_seed_as_alone(diffusion_run, tmp_path, capsys):
     assert record["command"].endswith("--grid --seed 0,1,2") and "--cfg-scale 0,1.5,3" in record["command"]
     picture = np.asarray(Image.open(out).convert("L"), dtype=np.float32)
     # the grid's cells, 8x8 pixels drawn 8 times larger, 1 pixel apart, after the label margins
-    model = _run.load_model(diffusion_run)[0]
+    model = runs.load_model(diffusion_run)[0]
     cond = model.conditions(torch.tensor([7]))
     h = 8 * (3 * 9 + 1)
     cells = picture[-h:, -h:]

@@ -8,7 +8,7 @@ import torch
 ort = pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")
 
-from danlu._run import load_model  # noqa: E402
+from danlu.training import load_model  # noqa: E402
 from danlu.serve import export_onnx, rows_to_features  # noqa: E402
 from danlu.training import model_outputs, scores_to_proba  # noqa: E402
 

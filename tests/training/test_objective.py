@@ -79,8 +79,8 @@ def test_default_figures_leave_the_training_random_stream_alone():
 
 def test_model_figures_and_plots_are_used(tmp_path):
     run = danlu.train(_recipe("figures_ae", epochs=1), tmp_path / "r", progress="none")
-    assert run.summary["test"]["rows"] == pytest.approx(len(danlu._run._prepare_data(
-        danlu._run.read_run_recipe(run.path)).splits["test"][0]))
+    assert run.summary["test"]["rows"] == pytest.approx(len(danlu.training.prepare_run_data(
+        danlu.training.read_run_recipe(run.path)).splits["test"][0]))
     assert (run.path / "plots" / "drawn.txt").read_text() == "test,train,validation"
 
 

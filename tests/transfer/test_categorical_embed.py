@@ -13,14 +13,14 @@ RECIPE = Path(__file__).resolve().parents[2] / "recipes" / "churn_embeddings.yam
 
 @pytest.fixture(scope="module")
 def churn_run(tmp_path_factory):
-    from danlu._run import train
+    from danlu.training import train
 
     recipe = Recipe.from_yaml(RECIPE, ["train.epochs=2", "output.progress=none", "device=cpu"])
     return train(recipe, tmp_path_factory.mktemp("churn") / "run").path
 
 
 def test_vectors_are_the_model_embeddings_with_category_names(churn_run):
-    from danlu._run import load_model
+    from danlu.training import load_model
     from danlu.models import FeatureInput
 
     found = categorical_embeddings(churn_run)
@@ -53,7 +53,7 @@ def test_pca_2d_matches_sklearn():
 
 
 def test_run_without_categorical_columns_is_a_user_error(tmp_path):
-    from danlu._run import train
+    from danlu.training import train
 
     recipe = Recipe.from_dict({"data": {"source": "sklearn", "name": "iris"}, "model": {"kind": "linear"},
                                "train": {"epochs": 1}, "output": {"progress": "none"}, "device": "cpu"})

@@ -77,7 +77,7 @@ def test_bad_task_column_is_a_recipe_error():
 
 def _test_rows(run_dir):
     """(model, test X, test y) of a finished run."""
-    from danlu._run import _prepare_data, load_model
+    from danlu.training import prepare_run_data as _prepare_data, load_model
 
     model, _pipeline, _meta, recipe = load_model(run_dir)
     X, y = _prepare_data(recipe).splits["test"]
@@ -91,7 +91,7 @@ def _accuracy_by_task(model, X, y, names, codes):
 
 
 def test_learns_conflicting_tasks_where_a_shared_net_cannot(tmp_path):
-    from danlu._run import train
+    from danlu.training import train
     from danlu.data import Pipeline
 
     fast = ["train.epochs=4", "train.batch_size=64", "optimizer.lr=0.02", "output.progress=none", "device=cpu"]

@@ -136,23 +136,14 @@ def test_recipe_section_is_validated_and_applied():
 
 
 @pytest.fixture
-def lora_hook(monkeypatch):
-    """The build-time hook as the lead wires it into danlu._run._transform_model (added here if absent)."""
-    import danlu._run as run_mod
-
-    original = run_mod._transform_model
-
-    def transform(recipe, model, info):
-        model = original(recipe, model, info)
-        if any(isinstance(m, LoRALinear) for m in model.modules()):
-            return model    # the real hook already applied it
-        return lora_from_recipe(model, recipe.get("lora"))
-
-    monkeypatch.setattr(run_mod, "_transform_model", transform)
+def lora_hook():
+    """LoRA needs no patching: the run applies it through danlu.transfer's registered callback
+    (LoRAAdapters.transform_model), for training and when a finished run is loaded."""
+    return None
 
 
 def test_training_from_a_recipe_changes_adapters_only(tmp_path, lora_hook):
-    from danlu._run import load_model, train
+    from danlu.training import load_model, train
     from danlu.models import build_model
 
     recipe = Recipe.from_dict({

@@ -25,8 +25,9 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UserError, did_you_mean
-from ._baseline import baseline_scores, format_p, main_baseline, run_split_scores, significance
-from ._metrics import METRICS, PRIMARY_METRIC, compute_metrics, metric_direction
+from ..evaluation._baseline import baseline_scores, format_p, main_baseline, significance
+from ..evaluation._metrics import METRICS, PRIMARY_METRIC, compute_metrics, metric_direction
+from ._scores import run_split_scores
 
 # Keys of `data` that decide which rows land in which split: they must be equal.
 SAME_ROWS = ("source", "name", "path", "label", "task", "impute", "samples", "length", "split")

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from ..errors import RecipeError
 from ..recipe import NUM, Field, Rule
-from ._registry import register_model
+from ..models._registry import register_model
 
 DIFFUSION_PARAMS = {
     "timesteps": Field(int, 200, min=2, nullable=False, doc="noise steps of the forward process (T)"),
@@ -30,7 +30,7 @@ DIFFUSION_PARAMS = {
 
 def build_diffusion(cfg, info, out_dim):
     """The model ignores ``out_dim``: it outputs images, not scores."""
-    from ..generative._diffusion import Diffusion
+    from ._diffusion import Diffusion
 
     shape = tuple(info.input_shape)
     if len(shape) != 3:

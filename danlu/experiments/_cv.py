@@ -28,9 +28,9 @@ import numpy as np
 
 from .._rundir import holds_something, numbered
 from ..errors import DataError, UserError
-from ._baseline import baseline_metrics
-from ._metrics import PRIMARY_METRIC
-from ._table import format_table
+from ..evaluation._baseline import baseline_metrics
+from ..evaluation._metrics import PRIMARY_METRIC
+from ..evaluation._table import format_table
 
 SHOWN = {"classification": ("loss", "accuracy", "f1_macro", "roc_auc", "log_loss"),
          "regression": ("loss", "r2", "rmse", "mae")}
@@ -151,7 +151,8 @@ def cross_validate(recipe, folds: int = 5, out_dir=None, *, progress: str | None
     numbered suffix instead. ``progress`` is passed to each fold's training; one line per fold is
     written to ``stream`` (stderr). ``callbacks`` are added to every fold's run.
     """
-    from .. import _run, _rundir
+    from .. import _rundir
+    from .. import training as runs
     from ..data import labelled_rows
     from ..recipe import Recipe
 
@@ -178,7 +179,7 @@ def cross_validate(recipe, folds: int = 5, out_dir=None, *, progress: str | None
         fold.baseline = baseline_metrics(task, y[rows["train"]], y[rows["test"]], n_classes, recipe.seed)
         start = time.perf_counter()
         try:
-            run = _run.train(recipe, root / fold.run_dir, progress=progress, callbacks=callbacks, rows=rows)
+            run = runs.train(recipe, root / fold.run_dir, progress=progress, callbacks=callbacks, rows=rows)
             fold.test = dict(run.summary["test"])
             fold.epochs = run.summary.get("run", {}).get("epochs")
         except Exception as err:  # a failed fold is a result to report, not a reason to lose the others

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from ..errors import RecipeError
 from ..recipe import Field, sizes
-from ._builtin import _activation
-from ._registry import register_model
+from ..models._builtin import _activation
+from ..models._registry import register_model
 
 AUTOENCODER_PARAMS = {
     "code_dim": Field(int, 2, min=1, nullable=False,
@@ -26,7 +26,7 @@ AUTOENCODER_PARAMS = {
 def build_autoencoder(cfg, info, out_dim):
     """An autoencoder on inputs of ``info.input_shape``; ``out_dim`` does not apply (the model
     trains on its own reconstruction objective and outputs reconstructions)."""
-    from ..generative._autoencoder import Autoencoder
+    from ._autoencoder import Autoencoder
 
     if getattr(info, "categorical", None):
         raise RecipeError("model.kind autoencoder reconstructs numeric features, but the data has categorical "

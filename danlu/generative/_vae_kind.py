@@ -6,8 +6,8 @@ validating a recipe that names ``kind: vae`` stays free of torch.
 from __future__ import annotations
 
 from ..recipe import NUM, Field, sizes
-from ._builtin import _activation
-from ._registry import register_model
+from ..models._builtin import _activation
+from ..models._registry import register_model
 
 VAE_PARAMS = {
     "latent_dim": Field(int, 2, min=1, nullable=False,
@@ -23,7 +23,7 @@ VAE_PARAMS = {
 def build_vae(cfg, info, out_dim):
     """A VAE on inputs of ``info.input_shape``; ``out_dim`` does not apply (the model is trained
     on its own objective and outputs reconstructions)."""
-    from ..generative._vae import VAE
+    from ._vae import VAE
 
     return VAE(tuple(info.input_shape), latent_dim=cfg["latent_dim"], hidden=cfg["hidden"], beta=cfg["beta"],
                activation=cfg["activation"])
