@@ -189,9 +189,24 @@ def _model_kinds():
 MODEL = Section(MODEL_COMMON, by_kind=_model_kinds)
 
 # danlu/training/_factory.py
+BUILTIN_LOSSES = ("auto", "mse", "mae", "huber", "cross_entropy", "bce", "exponential", "hinge")
+#: The schema side of the loss registry: names added by danlu.training.register_loss (plugins).
+LOSS_KINDS: set[str] = set()
+
+
+def _known_loss(kind) -> bool:
+    return kind in BUILTIN_LOSSES or kind in LOSS_KINDS
+
+
+def _unknown_loss(kind) -> str:
+    known = [*BUILTIN_LOSSES, *sorted(LOSS_KINDS)]
+    return (f"must be one of {', '.join(known)}; got {kind!r}{did_you_mean(kind, known)} (a loss of your own: "
+            f"register it with danlu.training.register_loss in a module listed under plugins:)")
+
+
 LOSS = Section({
-    "kind": _f(str, "auto", choices=("auto", "mse", "mae", "huber", "cross_entropy", "bce", "exponential", "hinge"),
-               nullable=False, doc="auto: cross_entropy for classification, mse for regression"),
+    "kind": _f(str, "auto", nullable=False, rules=(Rule(check=_known_loss, message=_unknown_loss),),
+               doc="auto: cross_entropy for classification, mse for regression; or a registered loss"),
     "label_smoothing": _f(NUM, 0.0, min=0, max=0.99),
     "delta": _f(NUM, 1.0, min=0, min_exclusive=True, doc="Huber threshold"),
 })

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import CheckpointError, RecipeError, UserError
-from ..recipe import LOSS, OPTIMIZER, SCHEDULE, Node, Section, check_section
+from ..recipe import LOSS, LOSS_KINDS, OPTIMIZER, SCHEDULE, Node, Section, check_section
 
 REGRESSION_LOSSES = ("mse", "mae", "huber")
 CLASSIFICATION_LOSSES = ("cross_entropy", "bce", "exponential", "hinge")
@@ -233,12 +233,14 @@ def register_loss(name: str, fn_or_factory: Callable | None = None, *, task: str
     if name in _LOSSES and not replace:
         raise ValueError(f"loss kind {name!r} is already registered; pass replace=True to override it")
     _LOSSES[name] = LossEntry(name, _maker(name, fn_or_factory), task, outputs)
+    LOSS_KINDS.add(name)   # the recipe schema accepts loss: {kind: name}
     return fn_or_factory
 
 
 def unregister_loss(name: str) -> None:
     """Remove a registered loss (for plugins and tests); unknown names raise KeyError."""
     del _LOSSES[name]
+    LOSS_KINDS.discard(name)
 
 
 def registered_losses() -> tuple[str, ...]:

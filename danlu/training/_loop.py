@@ -76,7 +76,9 @@ def train_one_epoch(state: State, cbs: CallbackList) -> None:
         xb, yb = X[idx], y[idx]
         if augment:
             xb = state.pipeline.augment(xb)
-        loss = compute_loss(state, xb, yb) * share
+        loss = compute_loss(state, xb, yb)
+        if share != 1.0:   # an uneven part (x * 1.0 is exact, so skipping it changes no bit and costs no op)
+            loss = loss * share
         (loss / accumulate if accumulate > 1 else loss).backward()
         state.batch = i + 1
         # the whole batch's loss, the same in every process

@@ -140,9 +140,11 @@ def build_session(recipe: Recipe, run_dir: Path | None, prepared, progress: str 
 
 
 def known_monitors(info) -> set:
-    from ..evaluation import METRICS
+    """The validation figures early stopping may watch: the loss, every built-in metric of the
+    task and the registered ones (danlu.evaluation.register_metric)."""
+    from ..evaluation._metrics import metric_names
 
-    return {f"val_{k}" for k in METRICS[info.task]} | {"val_loss"}
+    return {f"val_{k}" for k in metric_names(info.task)} | {"val_loss"}
 
 
 def ck_model_state(state: State) -> dict:

@@ -198,8 +198,6 @@ def test_a_registered_metric_is_in_a_digits_runs_figures_and_equals_sklearn_on_i
     assert summary["test"]["balanced_accuracy"] == pytest.approx(expected, abs=1e-9)
 
 
-@pytest.mark.xfail(strict=True, reason="integration: known_monitors in danlu/training/_session.py lists METRICS only; "
-                                       "it should use danlu.evaluation._metrics.metric_names(task)")
 def test_a_registered_metric_can_be_the_early_stopping_monitor(tmp_path):
     import danlu
 
