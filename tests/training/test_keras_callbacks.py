@@ -117,3 +117,35 @@ def test_hooks_danlu_cannot_call_are_refused_in_one_line_before_anything_is_writ
     assert text.startswith(f"callback {type(cb).__name__}: {method} is not a hook danlu can call; ")
     assert "danlu calls on_<event>(state)" in text and instead in text and "Keras form" in text
     assert not (tmp_path / "run").exists()
+
+
+PLUGIN = '''
+from danlu.training import register_callbacks
+
+
+class LightningPrinter:
+    def on_train_epoch_end(self, trainer, pl_module):
+        print("epoch", trainer.current_epoch)
+
+
+register_callbacks("lightning_printer", lambda recipe, run_dir, progress: [LightningPrinter()])
+'''
+
+
+def test_cli_refuses_a_lightning_callback_from_a_plugin_with_exit_2(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    (tmp_path / "lightning_plugin.py").write_text(PLUGIN)
+    (tmp_path / "r.yaml").write_text("plugins: [lightning_plugin]\ndata: {source: sklearn, name: iris}\n"
+                                     "model: {kind: mlp}\ntrain: {epochs: 1}\noutput: {progress: none}\n")
+    got = subprocess.run([sys.executable, "-m", "danlu", "train", str(tmp_path / "r.yaml"), "--run-dir",
+                          str(tmp_path / "run")], capture_output=True, text=True, timeout=300,
+                         cwd=Path(__file__).resolve().parents[2])
+    assert got.returncode == 2, got.stderr
+    lines = got.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in got.stderr, got.stderr
+    assert ("callback LightningPrinter: on_train_epoch_end(trainer, pl_module) is not a hook danlu can call; "
+            "danlu calls on_<event>(state) (here: on_epoch_end(self, state))") in lines[0]
+    assert not (tmp_path / "run").exists()
