@@ -10,7 +10,7 @@ alone for comparison, and writes distill.json.
 """
 from ._distill import RESULT_FILE, distill, table_rows
 
-_LAZY = ("Teacher", "class_logits", "kd_loss", "make_step_loss", "soft_targets")   # in _loss, which needs torch
+_LAZY = ("Teacher", "class_logits", "kd_loss", "distillation_loss", "soft_targets")   # in _loss, which needs torch
 
 
 def __getattr__(name):

@@ -110,12 +110,12 @@ class Distillation:
 
         if tdist.is_available() and tdist.is_initialized() and tdist.get_world_size() > 1:
             raise UserError("distillation trains in one process; drop --nproc / torchrun for `danlu distill`")
-        from ._loss import make_step_loss
+        from ._loss import distillation_loss
 
         for teacher in self.teachers:
             teacher.model.to(state.device)
         # the teachers are classifiers of the same data, so the student is one too
-        self._loss = make_step_loss(state, self.teachers, self.temperature, self.alpha)
+        self._loss = distillation_loss(state, self.teachers, self.temperature, self.alpha)
 
     def compute_loss(self, state, xb, yb):
         return self._loss(xb, yb)

@@ -53,12 +53,12 @@ class Teacher:
         return class_logits(self.model(xb), self.loss_kind).float()
 
 
-def make_step_loss(state, teachers: list[Teacher], temperature: float, alpha: float):
+def distillation_loss(state, teachers: list[Teacher], temperature: float, alpha: float):
     """``loss(xb, yb)``: the student's distillation loss on one batch (what ``Distillation.compute_loss``
     returns)."""
     model, hard_loss, loss_kind = state.model, state.loss_fn, state.loss_kind
 
-    def step_loss(xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
+    def loss(xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
         out = model(xb)
         target = soft_targets([t.logits(xb) for t in teachers], temperature)
         soft = kd_loss(class_logits(out, loss_kind), target, temperature)
@@ -66,4 +66,4 @@ def make_step_loss(state, teachers: list[Teacher], temperature: float, alpha: fl
             return soft
         return alpha * soft + (1.0 - alpha) * hard_loss(out, yb)
 
-    return step_loss
+    return loss
