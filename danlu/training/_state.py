@@ -45,7 +45,8 @@ Keras-style callbacks work as Keras users expect: ``on_train_begin(logs=None)``,
 logs=None)`` (``logs`` is that epoch's row of metrics.jsonl: ``train_loss_running_mean``,
 ``val_loss``, ``val_accuracy``, ...; ``epoch`` counts from 0) and ``on_train_batch_end(batch,
 logs=None)`` / ``on_batch_end(batch, logs=None)`` (``logs``: ``batch_loss``, counting from 0
-within the epoch). A hook is taken for the Keras form when it has a parameter named ``logs``.
+within the epoch). A hook is taken for the Keras form when it has a parameter named ``logs``
+and its first one is not named ``state``.
 As in Keras, ``self.model`` is the model being trained, and ``self.model.stop_training = True``
 in a hook stops the run. Hooks danlu cannot call — Lightning's ``on_train_epoch_end(trainer,
 pl_module)`` and friends, Keras' batch-begin, test and predict hooks, any signature that does not
@@ -279,7 +280,10 @@ def _refuse(cb, attr: str, sig: inspect.Signature | None) -> UserError:
 
 
 def _is_keras(sig: inspect.Signature | None) -> bool:
-    return sig is not None and "logs" in sig.parameters
+    """Keras' hooks take ``logs``; a danlu hook takes ``state`` first (even with a ``logs`` after it)."""
+    if sig is None or "logs" not in sig.parameters:
+        return False
+    return next(iter(sig.parameters)) != "state"
 
 
 class _KerasCall:

@@ -149,3 +149,16 @@ def test_cli_refuses_a_lightning_callback_from_a_plugin_with_exit_2(tmp_path):
     assert ("callback LightningPrinter: on_train_epoch_end(trainer, pl_module) is not a hook danlu can call; "
             "danlu calls on_<event>(state) (here: on_epoch_end(self, state))") in lines[0]
     assert not (tmp_path / "run").exists()
+
+
+def test_a_danlu_hook_with_a_logs_parameter_stays_a_danlu_hook(tmp_path):
+    class StateFirst:
+        def __init__(self):
+            self.got = []
+
+        def on_epoch_end(self, state, logs=None):
+            self.got.append((state.epoch, logs))
+
+    cb = StateFirst()
+    danlu.train(_spec(tmp_path, epochs=2), tmp_path / "run", progress="none", callbacks=[cb])
+    assert cb.got == [(1, None), (2, None)]
