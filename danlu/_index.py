@@ -420,7 +420,10 @@ def list_runs(runs_dir="runs", filters=(), sort: str | None = None, *, refresh: 
 
 def parse_filter(text: str) -> tuple[str, str, object]:
     """``"test.accuracy>0.9"`` -> ``("test.accuracy", ">", 0.9)``; the value is read as YAML."""
+    from . import _plugins
     from .recipe import RECIPE, parse_value
+
+    _plugins.load_builtin()   # the capabilities' sections are part of the schema
 
     for op in OPERATORS:
         key, sep, value = text.partition(op)

@@ -86,6 +86,8 @@ class Section:
     by_kind: Callable[[], Mapping[str, Mapping[str, Any]]] | None = None
     rules: tuple[Rule, ...] = ()
     kind_key: str = "kind"
+    unknown_hint: str = ""         # added to the "must be one of" line of an unknown kind (how to add one)
+    unlisted: tuple = ()           # kinds accepted but not listed in that line (placeholders)
 
 
 def _f(type_, default=None, **kw) -> Field:
@@ -186,7 +188,9 @@ def _model_kinds():
     return dict(MODEL_KINDS)
 
 
-MODEL = Section(MODEL_COMMON, by_kind=_model_kinds)
+MODEL = Section(MODEL_COMMON, by_kind=_model_kinds, unlisted=("python",),
+                unknown_hint="; a model of your own: register it with danlu.register_model in a module of yours "
+                             "and name that module under plugins: in the recipe (plugins: [my_models])")
 
 # danlu/training/_factory.py
 BUILTIN_LOSSES = ("auto", "mse", "mae", "huber", "cross_entropy", "bce", "exponential", "hinge")
@@ -287,133 +291,6 @@ OUTPUT = Section({
     "mlflow_experiment": _f(str, "danlu", nullable=False, doc="MLflow experiment the run is logged under"),
 })
 
-# danlu/diagnose
-DIVERGENCE = Section({
-    "enabled": _f(bool, True, nullable=False, doc="skip NaN/inf and spiking steps; roll back and lower lr if it recurs"),
-    "spike_factor": _f(NUM, 10.0, min=1, min_exclusive=True, nullable=False,
-                       doc="a batch loss above this times the recent median is a spike"),
-    "window": _f(int, 50, min=2, nullable=False, doc="steps in the running median and in the patience count"),
-    "patience": _f(int, 3, min=1, nullable=False, doc="bad steps within the window that trigger a rescue"),
-    "lr_factor": _f(NUM, 0.1, min=0, max=1, min_exclusive=True, nullable=False,
-                    doc="each rescue multiplies the learning rate by this"),
-    "max_rescues": _f(int, 3, min=0, nullable=False, doc="rescues before training stops (rescue_exhausted)"),
-    "snapshot_every": _f(int, 100, min=1, nullable=False,
-                         doc="good steps between in-memory snapshots a rescue rolls back to"),
-})
-
-GRADIENTS = Section({
-    "enabled": _f(bool, True, nullable=False, doc="sample per-layer gradient norms (grad_norms.jsonl)"),
-    "every": _f(int, 50, min=1, nullable=False, doc="optimizer steps between samples"),
-    "window": _f(int, 5, min=1, nullable=False, doc="consecutive samples before vanishing/exploding is reported"),
-    "vanish_ratio": _f(NUM, 1e-3, min=0, min_exclusive=True, nullable=False,
-                       doc="first layer's gradient norm below this times the last layer's: vanishing"),
-    "explode_norm": _f(NUM, 1e3, min=0, min_exclusive=True, nullable=False,
-                       doc="total gradient norm above this: exploding"),
-})
-
-FIT = Section({
-    "enabled": _f(bool, True, nullable=False, doc="report overfitting and underfitting"),
-    "patience": _f(int, 3, min=1, nullable=False,
-                   doc="epochs of rising validation loss (with falling training loss) that mean overfitting"),
-})
-
-CONVERGENCE = Section({
-    "enabled": _f(bool, True, nullable=False, doc="report convergence, plateaus and a learning rate off target"),
-    "tol": _f(NUM, 0.01, min=0, min_exclusive=True, nullable=False,
-              doc="relative change of the training loss over the window below which it has converged"),
-    "window": _f(int, 3, min=1, nullable=False, doc="epochs compared by the convergence checks"),
-})
-
-MONITORS = Section({
-    "divergence": DIVERGENCE,
-    "gradients": GRADIENTS,
-    "fit": FIT,
-    "convergence": CONVERGENCE,
-}, doc="training monitors: watch, diagnose and rescue (danlu diagnose RUN reads what they saw)")
-
-# danlu/compress — quantization-aware training (QAT); `danlu quantize RUN` reads the same keys
-QUANT = Section({
-    "enabled": _f(bool, False, nullable=False,
-                  doc="quantization-aware training: train with fake-quantized weights and a straight-through "
-                      "estimator, so the model learns to live on the quantization grid"),
-    "bits": _f(int, 8, choices=(8, 4, 2), nullable=False, doc="bits per weight"),
-    "scheme": _f(str, "sym", choices=("sym", "asym"), nullable=False,
-                 doc="sym: range centred on zero; asym: [min, max] with a zero point"),
-    "granularity": _f(str, "channel", choices=("tensor", "channel", "group"), nullable=False,
-                      doc="one scale per tensor, per output channel, or per group of group_size inputs"),
-    "group_size": _f(int, 64, min=2, nullable=False, doc="consecutive input weights sharing a scale (group)"),
-    "method": _f(str, "uniform", choices=("uniform", "log", "lut"), nullable=False,
-                 doc="uniform levels, power-of-two levels (log), or a k-means codebook (lut)"),
-    "start_epoch": _f(int, 0, min=0, nullable=False,
-                      doc="epochs of plain float training before fake quantization starts"),
-    "export": _f(bool, True, nullable=False,
-                 doc="write the quantized model to RUN/quantized-qat/ when training ends"),
-}, doc="quantization-aware training (训练感知量化); danlu quantize RUN exports the result")
-
-# danlu/transfer — start from a pretrained backbone (`danlu finetune`)
-BASE = Section({
-    "kind": _f(str, None, choices=("minilm",),
-               doc="minilm: the packaged all-MiniLM-L6-v2 sentence encoder (text column -> embedding -> head); "
-                   "null: no pretrained backbone unless base.run is set"),
-    "run": _f(str, None, doc="an earlier danlu run directory whose weights start this one (new head if the "
-                             "number of outputs differs)"),
-    "mode": _f(str, "probe", choices=("probe", "full", "gradual"), nullable=False,
-               doc="probe: frozen backbone, train the head only; full: train everything; gradual: unfreeze "
-                   "one backbone block from the top every base.unfreeze_every epochs"),
-    "lr": _f(NUM, None, min=0, min_exclusive=True,
-             doc="learning rate of the backbone (optimizer.lr is the head's); null: optimizer.lr / 10"),
-    "unfreeze_every": _f(int, 1, min=1, nullable=False, doc="gradual mode: epochs between two unfreezings"),
-    "allow_overlap": _f(bool, False, doc="base.run on the same data but another seed or split: accept that this "
-                                         "run's test rows may be the base run's training rows (refused otherwise)"),
-    "text": _f(str, "text", nullable=False, doc="minilm: the CSV column holding the text"),
-    "max_length": _f(int, 64, min=4, max=512, nullable=False, doc="minilm: tokens kept per text"),
-}, doc="pretrained backbone and fine-tuning mode (预训练, 微调)", rules=(
-    Rule(keys=("kind", "run"), check=lambda kind, run: kind is None or run is None,
-         message="base.kind and base.run both set; keep one of them"),
-))
-
-# danlu/transfer — LoRA adapters, applied when the model is built (train only the adapters)
-LORA = Section({
-    "enabled": _f(bool, False, nullable=False,
-                  doc="freeze the model and train low-rank adapters (LoRA) on its linear layers"),
-    "rank": _f(int, 8, min=1, nullable=False, doc="rank r of each adapter update B @ A"),
-    "alpha": _f(NUM, 16, min=0, min_exclusive=True, nullable=False,
-                doc="the update is scaled by alpha / rank"),
-    "dropout": _f(NUM, 0.0, min=0, max=0.95, nullable=False, doc="dropout on the adapter input while training"),
-    "target_modules": _f(list, None, item=str,
-                         doc="module-name patterns of the linear layers to adapt (e.g. [body.*]); "
-                             "null: every linear layer except the head"),
-    "train_head": _f(bool, True, nullable=False, doc="keep the task head (last linear layer) fully trainable"),
-}, doc="LoRA (low-rank adaptation): fine-tune a small fraction of the weights")
-
-# danlu/rl — reinforcement learning: an agent that learns by acting in an environment (no data set)
-ENV = Section({
-    "name": _f(str, None, doc="Gymnasium environment id, e.g. CartPole-v1; when set, the run trains a "
-                               "reinforcement-learning agent in it and the data section is not used"),
-    "num_envs": _f(int, 8, min=1, nullable=False,
-                   doc="copies of the environment stepped side by side; one policy call acts in all of them"),
-    "eval_episodes": _f(int, 100, min=1, nullable=False,
-                        doc="episodes of the final evaluation (greedy policy, on seeds never used in training)"),
-    "solved_return": _f(NUM, None, doc="mean evaluation return that counts as solved; null: the environment's "
-                                       "own threshold (CartPole-v1: 475)"),
-}, doc="the environment of a reinforcement-learning run (Gymnasium; pip install danlu[rl])")
-
-RL = Section({
-    "steps": _f(int, 100_000, min=1, nullable=False, doc="environment steps to train for, all copies together"),
-    "rollout": _f(int, 32, min=1, nullable=False, doc="steps each environment copy takes between two updates"),
-    "epochs": _f(int, 20, min=1, nullable=False, doc="PPO passes over each rollout"),
-    "minibatches": _f(int, 1, min=1, nullable=False, doc="minibatches each pass over a rollout is split into"),
-    "gamma": _f(NUM, 0.98, min=0, max=1, nullable=False, doc="discount: what a reward one step later is worth now"),
-    "gae_lambda": _f(NUM, 0.8, min=0, max=1, nullable=False,
-                     doc="GAE lambda: 0 trusts the critic's estimate (less variance), 1 the observed returns "
-                         "(less bias)"),
-    "clip": _f(NUM, 0.2, min=0, min_exclusive=True, nullable=False,
-               doc="PPO clipping: one update may change an action's probability ratio by at most 1 +- clip"),
-    "entropy_coef": _f(NUM, 0.0, min=0, nullable=False,
-                       doc="weight of the entropy bonus that keeps the policy exploring"),
-    "value_coef": _f(NUM, 0.5, min=0, nullable=False, doc="weight of the critic's (value) loss"),
-    "checkpoint_every": _f(int, 10, min=0, nullable=False, doc="updates between checkpoints (0: only at the end)"),
-}, doc="the PPO agent (policy-gradient, actor-critic) of a reinforcement-learning run")
 
 
 def _plain_folder_name(name: str) -> bool:
@@ -427,38 +304,36 @@ RUN_NAME = Rule(check=_plain_folder_name,
                         "to output.runs_dir/<name>; got {0!r}; e.g. name: iris_mlp")
 
 
-def _defaults(section: Section) -> dict:
-    return _check_section(section, {}, "", "defaults")
-
-
-def _rl_keys_need_env(name, env, rl) -> bool:
-    return bool(name) or (env == _defaults(ENV) and rl == _defaults(RL))
-
-
-RECIPE_RULES = (
-    Rule(keys=("env.name", "env", "rl"), check=_rl_keys_need_env,
-         message="env.name is required when env or rl keys are set; name a Gymnasium environment, "
-                 "e.g. env.name: CartPole-v1"),
+#: Rules over the whole recipe; capabilities add theirs with their sections (register_section).
+RECIPE_RULES: list[Rule] = [
     Rule(keys=("data.source", "data.path"),
          check=lambda source, path: source not in ("csv", "npy", "images") or bool(path),
          message="data.path is required when data.source is {0}"),
-    Rule(keys=("data.source", "data.name", "env.name"),   # an RL run acts in its environment and has no data
-         check=lambda source, name, env: source not in ("sklearn", "sequence") or bool(name) or bool(env),
+    Rule(keys=("data.source", "data.name", ""),   # a run kind without a data set (an agent) needs no name
+         check=lambda source, name, recipe: source not in ("sklearn", "sequence") or bool(name) or _dataless(recipe),
          message="data.name is required when data.source is {0} (e.g. digits)"),
-    Rule(keys=("lora.enabled", "base.kind", "base.run", "base.mode"),
-         check=lambda lora, kind, run, mode: not (lora and (kind or run)) or mode == "full",
-         message="lora.enabled needs base.mode: full (probe freezes the adapters too, gradual unfreezes the "
-                 "base weights); got base.mode: {3}"),
-    # danlu/rl: what a reinforcement-learning run (env.name set) cannot use
-    Rule(keys=("env.name", "device"), check=lambda env, device: not env or device != "cuda",
-         message="device: cuda is not used by RL runs (a small policy stepping CPU environments is fastest on "
-                 "the CPU); use device: auto or cpu"),
-    Rule(keys=("env.name", "env.num_envs", "rl.rollout", "rl.minibatches"),
-         check=lambda env, num_envs, rollout, minibatches: not env or minibatches <= num_envs * rollout,
-         message=lambda env, num_envs, rollout, minibatches: (
-             f"rl.minibatches ({minibatches}) exceeds the {num_envs * rollout} steps of a rollout "
-             f"(env.num_envs x rl.rollout); use at most {num_envs * rollout}")),
-)
+]
+
+#: Predicates over a checked recipe (dict): runs that use no data set (registered by their capability).
+DATALESS: list[Callable[[dict], bool]] = []
+
+
+def _dataless(recipe: dict) -> bool:
+    return any(applies(recipe) for applies in DATALESS)
+
+
+def register_section(name: str, section: Section, *, rules=(), dataless: Callable[[dict], bool] | None = None) -> None:
+    """A capability's own recipe section (``quant:``, ``env:``, ...), validated like the core's, with
+    rules over the whole recipe; ``dataless(recipe)``: recipes of it that use no data set."""
+    if name in RECIPE.fields and RECIPE.fields[name] is not section:
+        raise ValueError(f"recipe section {name!r} is already registered")
+    RECIPE.fields[name] = section
+    for rule in rules:
+        if rule not in RECIPE_RULES:
+            RECIPE_RULES.append(rule)
+    if dataless is not None and dataless not in DATALESS:
+        DATALESS.append(dataless)
+
 
 RECIPE = Section({
     "plugins": _f(list, None, item=str, doc="modules of your own to import before the recipe is checked "
@@ -475,12 +350,7 @@ RECIPE = Section({
     "train": TRAIN,
     "checkpoint": CHECKPOINT,
     "output": OUTPUT,
-    "monitors": MONITORS,
-    "quant": QUANT,
-    "lora": LORA,
-    "base": BASE,
-    "env": ENV,
-    "rl": RL,
+    # then the capabilities' sections (monitors, quant, lora, base, env, rl), added by register_section
 }, rules=RECIPE_RULES)
 
 
@@ -713,8 +583,9 @@ def _check_section(section: Section, data, where: str, source: str) -> dict:
             raise RecipeError(f"{source}: {prefix}{kk} must be the name of one of {', '.join(sorted(kinds))}; "
                               f"got {_shown(kind)}")
         if kind not in kinds:
-            raise RecipeError(f"{source}: {prefix}{kk} must be one of {', '.join(sorted(kinds))}; "
-                              f"got {kind!r}{did_you_mean(kind, kinds)}")
+            shown = sorted(k for k in kinds if k not in section.unlisted)
+            raise RecipeError(f"{source}: {prefix}{kk} must be one of {', '.join(shown)}; "
+                              f"got {kind!r}{did_you_mean(kind, shown)}{section.unknown_hint}")
         extra = kinds[kind]
         if extra is None:  # a registered model that takes any keys
             return {k: _plain(copy.deepcopy(v)) for k, v in data.items()} | {kk: kind}
@@ -749,8 +620,8 @@ def _check_rules(rules: tuple[Rule, ...], checked: dict, source: str, where: str
     for rule in rules:
         values = []
         for key in rule.keys:
-            node = checked
-            for part in key.split("."):
+            node = checked   # the key "" stands for the whole checked section
+            for part in key.split(".") if key else ():
                 node = node[part]
             values.append(node)
         broken = rule.broken(*values, where=where)
@@ -943,6 +814,9 @@ def _set_path(data: dict, key: str, value, item: str) -> None:
 
 def describe(section: Section = RECIPE, prefix: str = "") -> list[tuple[str, str, str]]:
     """(key path, default, doc) for every leaf key — used by ``danlu keys`` and the glossary."""
+    from . import _plugins
+
+    _plugins.load_builtin()   # the capabilities' sections too
     rows = []
     for key, spec in section.fields.items():
         path = f"{prefix}{key}"

@@ -29,7 +29,7 @@ LAYERS = [
                       "danlu.combine", "danlu.tune", "danlu.rl", "danlu.diagnose", "danlu.report", "danlu.serve",
                       "danlu.distributed", "danlu.unsupervised", "danlu.glossary", "danlu.sklearn",
                       "danlu.experiments"}),
-    ("commands", {"danlu.commands", "danlu.cli", "danlu.__main__", "danlu"}),
+    ("commands", {"danlu.commands", "danlu.cli", "danlu.__main__", "danlu.checks", "danlu"}),
 ]
 LAYER_OF = {unit: i for i, (_, units) in enumerate(LAYERS) for unit in units}
 

@@ -1,7 +1,8 @@
 """``check_quantizer(spec)``: the properties every quantization scheme must have.
 
 Run over every combination of bits, scheme, granularity and method by the tests (the
-conformance check of this plugin kind). Raises ``AssertionError`` naming the broken property.
+conformance check of this plugin kind). Raises :class:`QuantizerError` naming the broken property
+(a check that holds under ``python -O`` too: no bare ``assert``).
 """
 from __future__ import annotations
 
@@ -9,6 +10,15 @@ import torch
 
 from ._quantize import QTensor, dequantize, quantize, stored_codes
 from ._spec import QuantSpec
+
+
+class QuantizerError(AssertionError):
+    """A quantization scheme breaks one of the properties every scheme must have."""
+
+
+def _require(ok, message: str) -> None:
+    if not ok:
+        raise QuantizerError(message)
 
 # Shapes a quantizer meets: a Linear weight, a conv weight, a row that does not divide into groups,
 # a single channel.
@@ -27,20 +37,20 @@ def check_quantizer(spec: QuantSpec, seed: int = 0) -> None:
 def _check_tensor(spec: QuantSpec, w: torch.Tensor, exact: bool = False) -> None:
     where = f"{spec.tag} on shape {tuple(w.shape)}"
     q = quantize(w, spec)
-    assert isinstance(q, QTensor), f"{where}: quantize must return a QTensor"
+    _require(isinstance(q, QTensor), f"{where}: quantize must return a QTensor")
     units = q.layout.unit_count(spec)
-    assert q.codes.shape[0] == units, f"{where}: {q.codes.shape[0]} code rows for {units} units"
+    _require(q.codes.shape[0] == units, f"{where}: {q.codes.shape[0]} code rows for {units} units")
     for name, t in q.parameters().items():
-        assert t.shape[0] == units, f"{where}: {name} has {t.shape[0]} rows for {units} units"
+        _require(t.shape[0] == units, f"{where}: {name} has {t.shape[0]} rows for {units} units")
 
     stored = stored_codes(q.codes, spec).long()
-    assert int(stored.min()) >= 0 and int(stored.max()) < spec.levels, f"{where}: codes outside [0, 2^bits)"
+    _require(int(stored.min()) >= 0 and int(stored.max()) < spec.levels, f"{where}: codes outside [0, 2^bits)")
 
     d = dequantize(q)
-    assert d.shape == w.shape and d.dtype == torch.float32, f"{where}: dequantize gives {tuple(d.shape)} {d.dtype}"
-    assert torch.isfinite(d).all(), f"{where}: dequantized values are not finite"
+    _require(d.shape == w.shape and d.dtype == torch.float32, f"{where}: dequantize gives {tuple(d.shape)} {d.dtype}")
+    _require(torch.isfinite(d).all(), f"{where}: dequantized values are not finite")
     if exact:
-        assert torch.equal(d, w), f"{where}: a tensor of zeros must come back as zeros"
+        _require(torch.equal(d, w), f"{where}: a tensor of zeros must come back as zeros")
     # No value may leave the span of the data by more than one step of the finest grid (a rounded
     # zero point may shift the top level by half a step). The span holds zero; a symmetric one is
     # [-max|w|, max|w|] (a log level may round a value up to the next power of two within it).
@@ -48,16 +58,16 @@ def _check_tensor(spec: QuantSpec, w: torch.Tensor, exact: bool = False) -> None
     if spec.scheme == "sym":
         lo, hi = -max(-lo, hi), max(-lo, hi)
     slack = (hi - lo) / (spec.levels - 1) + 1e-6
-    assert float(d.min()) >= lo - slack and float(d.max()) <= hi + slack, f"{where}: dequantized values leave the range"
-    assert float((d - w).abs().max()) <= hi - lo + slack, f"{where}: error larger than the data's range"
+    _require(float(d.min()) >= lo - slack and float(d.max()) <= hi + slack, f"{where}: dequantized values leave the range")
+    _require(float((d - w).abs().max()) <= hi - lo + slack, f"{where}: error larger than the data's range")
 
     again = quantize(w, spec)
-    assert torch.equal(dequantize(again), d), f"{where}: quantizing twice gives different results"
+    _require(torch.equal(dequantize(again), d), f"{where}: quantizing twice gives different results")
 
     tensors = q.tensors()
     packed = tensors["codes"]
-    assert packed.dtype == torch.uint8, f"{where}: packed codes must be uint8"
+    _require(packed.dtype == torch.uint8, f"{where}: packed codes must be uint8")
     expected = -(-q.codes.numel() * spec.bits // 8)
-    assert packed.numel() == expected, f"{where}: {packed.numel()} packed bytes, expected {expected}"
+    _require(packed.numel() == expected, f"{where}: {packed.numel()} packed bytes, expected {expected}")
     back = QTensor.from_tensors(spec, w.shape, tensors)
-    assert torch.equal(dequantize(back), d), f"{where}: pack / unpack round trip changes the values"
+    _require(torch.equal(dequantize(back), d), f"{where}: pack / unpack round trip changes the values")

@@ -3,6 +3,8 @@ of the run (the fake-quantized model, the start epoch, the integer export at the
 loader of `danlu quantize` folders for --quantized. danlu._plugins imports this module."""
 from __future__ import annotations
 
+from . import _schema  # noqa: F401  (registers this capability's recipe sections)
+
 from ..training._extend import register_callbacks, register_quantized_loader
 
 

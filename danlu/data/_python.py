@@ -419,5 +419,5 @@ def _predict_arrays(X, pipeline: Pipeline) -> tuple[Table, InputRows]:
     X, y = pipeline._pick_arrays(Path(where), {"": X})
     X = pipeline._fit_width(Path(where), X)
     table = table_from_arrays(where, X, None, _column_names(pipeline.reader, pipeline.info))
-    table.values /= pipeline.reader.get("divisor", 1.0)
+    table.values = table.values / pipeline.reader.get("divisor", 1.0)   # a new array: the caller's stays as it was
     return table, InputRows(list(range(len(table))), "row", _label_list(y))

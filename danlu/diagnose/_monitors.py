@@ -16,7 +16,8 @@ def default_monitors(recipe) -> list:
     total norm to catch a non-finite gradient before it is applied. The verdict comes last: at
     the end of training it weighs what the others found.
     """
-    from ..recipe import MONITORS, _check_section
+    from ..recipe import _check_section
+    from ._schema import MONITORS
 
     cfg = recipe.get("monitors") or _check_section(MONITORS, {}, "monitors", "recipe")
     lang = user_lang()

@@ -1,5 +1,6 @@
 """The diagnosis capability's registration (no torch): the training monitors (on by default,
 ``monitors:`` in the recipe) as callbacks of every run trained by the loop."""
+from . import _schema  # noqa: F401  (registers this capability's recipe sections)
 from ..training._extend import register_callbacks
 
 

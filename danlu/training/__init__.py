@@ -20,7 +20,7 @@ _LAZY = {  # public name -> private module (these import torch)
     "epoch_permutation": "_loop", "evaluate_outputs": "_loop", "fit": "_loop", "model_outputs": "_loop",
     "Progress": "_progress",
     "CallbackList": "_state", "Event": "_state", "State": "_state", "on": "_state",
-    "check_callback": "_conformance",
+    "check_callback": "_conformance", "check_loss": "_factory",
     "Session": "_session", "build_session": "_session", "resolve_device": "_session",
     "seed_everything": "_session", "finish": "_session",
     "NeuralRuns": "_neural", "Scoring": "_neural", "refuse_generative": "_neural", "scoring": "_neural",

@@ -7,9 +7,12 @@ Two registries, filled when a plugin module is imported (danlu._plugins):
   take part in a run: the loop's events, the loss hook ``compute_loss(state, xb, yb)``, and two
   build-time methods the run (not the loop) calls:
 
-  * ``transform_model(model, info) -> model`` — when the model is built, before the optimizer
-    sees its parameters (and again when a finished run's model is rebuilt for eval/predict, so
-    the saved weights fit); QAT and LoRA wrap the model here;
+  * ``transform_model(model, info) -> model`` — when the model is built (after the regression
+    target scaling wraps it), before the optimizer sees its parameters, and again when a finished
+    run's model is rebuilt for eval/predict, so the saved weights fit; QAT and LoRA wrap the model
+    here, fine-tuning loads or attaches its backbone;
+  * ``param_groups(model) -> list`` — what the optimizer trains, in torch param groups (at most
+    one callback of a run; fine-tuning gives the backbone its own rate);
   * ``on_run_end(state)`` — after the run's model and summary are written (one process only);
     the QAT export writes the integer model here.
 
@@ -76,6 +79,19 @@ def transform_model(callbacks, model, info):
         if callable(hook):
             model = hook(model, info)
     return model
+
+
+def param_groups(callbacks, model):
+    """What the optimizer trains: the one callback's ``param_groups(model)`` (a list of torch param
+    groups, e.g. a backbone at its own rate), else every parameter of the model."""
+    defined = [cb for cb in callbacks if callable(getattr(cb, "param_groups", None))]
+    if len(defined) > 1:
+        from ..errors import UserError
+
+        names = ", ".join(type(cb).__name__ for cb in defined)
+        raise UserError(f"callbacks {names} each define param_groups; at most one callback of a run may say what "
+                        f"the optimizer trains")
+    return defined[0].param_groups(model) if defined else model.parameters()
 
 
 def register_process_group(join) -> None:

@@ -194,9 +194,9 @@ class NeuralRuns(RunKind):
         info = pipeline.info
         if model is None:
             model = build_model(recipe.model, info, output_dim(meta["loss_kind"], info))
-        model = transform_model(recipe_callbacks(recipe), model, info)
         if meta.get("target_scaled"):
             model = TargetScaled(model, [0.0] * info.n_targets, [1.0] * info.n_targets)  # buffers come from the file
+        model = transform_model(recipe_callbacks(recipe), model, info)   # as in training, so the weights fit
         weights = ck.load_weights(run_dir / "model.safetensors", device="cpu")
         ck.check_state_dict(model, weights, run_dir / "model.safetensors",
                             f"it does not belong to the {recipe.model.kind} model that recipe.yaml and model.json "

@@ -115,9 +115,7 @@ def predict_objects(run_dir: Path, X, *, quantized=None, model=None):
     if _is_frame(X):
         import pandas as pd
 
-        frame = pd.DataFrame(answers)
-        frame.insert(0, given.id_name, list(given.ids))
-        return frame
+        return pd.DataFrame(answers, index=X.index)   # the rows' own index: answers join back to them
     return np.asarray([a.get("prediction") if "prediction" in a else list(a.values()) for a in answers])
 
 

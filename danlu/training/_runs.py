@@ -29,6 +29,9 @@ class Run:
     def __repr__(self) -> str:
         return f"Run({str(self.path)!r})"
 
+    def __fspath__(self) -> str:   # a Run goes wherever a run directory does: danlu.predict(run, X)
+        return str(self.path)
+
     def evaluate(self, split: str = "test", *, model=None) -> dict:
         return evaluate(self.path, split, model=model)
 

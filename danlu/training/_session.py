@@ -21,7 +21,7 @@ from ..errors import RecipeError
 from ..recipe import Recipe
 from . import _checkpoint as ck
 from ._callbacks import Checkpointer, EarlyStopping, MetricsLog, _direction
-from ._extend import recipe_callbacks, transform_model
+from ._extend import param_groups, recipe_callbacks, transform_model
 from ._loggers import logger_callbacks
 from ._loop import batch_count, evaluate_outputs, model_outputs
 from ._objective import is_objective_model, objective_figures
@@ -96,14 +96,16 @@ def build_session(recipe: Recipe, run_dir: Path | None, prepared, progress: str 
     seed_everything(recipe.seed, recipe.train.deterministic, device)
     if model is None:
         model = build_model(recipe.model, info, output_dim(loss_kind, info), source=recipe.source)
-    model = transform_model(run_callbacks, model, info)
     if loss is None:
         loss_fn = build_loss(recipe.loss, info)
     if info.task == "regression" and recipe.data.scale_target and not is_objective_model(model):
         model = TargetScaled(model, *target_stats(prepared.splits["train"][1]))
         loss_fn = scaled_loss(loss_fn, model)
-    model = model.to(device)
-    optimizer = build_optimizer(recipe.optimizer, model.parameters())
+    # the callbacks' build-time hooks: wrap or change the model (QAT, adapters, a pretrained backbone),
+    # then say which parameters the optimizer gets, in which groups (fine-tuning: a backbone rate)
+    builders = [*run_callbacks, *(cb for cb in extra_callbacks if cb is not None)]
+    model = transform_model(builders, model, info).to(device)
+    optimizer = build_optimizer(recipe.optimizer, param_groups(builders, model), source=recipe.source)
     splits = {name: (X.to(device), y.to(device)) for name, (X, y) in prepared.splits.items()}
     batches = batch_count(len(splits["train"][0]), recipe.train.batch_size)
     steps_per_epoch = -(-batches // recipe.train.accumulate)

@@ -71,13 +71,9 @@ def finetune(recipe: Recipe | dict, run_dir: str | Path | None = None, *, overwr
     target = runs.plan_run_dir(recipe, run_dir, overwrite)   # checked; nothing is written before the model is built
     path = target.path
     gradual = GradualUnfreeze(recipe.base.unfreeze_every) if recipe.base.mode == "gradual" else None
-    session = runs.build_session(_head_recipe(recipe, text), path, prepared, progress, [*callbacks, gradual])
+    backbone = PretrainedBackbone(recipe, text, gradual)   # a callback: attaches or loads the base when built
+    session = runs.build_session(_head_recipe(recipe, text), path, prepared, progress, [*callbacks, gradual, backbone])
     state = session.state
-    if text:
-        backbone = _attach_minilm(state, recipe, gradual)
-    else:
-        backbone = _load_base_run(state, recipe, gradual)
-    _set_optimizer(state, recipe, backbone)
     with target.claim() as claim:   # created, marked and locked by this process for the whole run
         ck.atomic_write_text(path / "recipe.yaml", recipe.to_yaml())
         runs.save_pipeline(prepared.pipeline, path)   # with checksums, as runs.load_model reads it
@@ -130,22 +126,52 @@ def _lora_enabled(recipe: Recipe) -> bool:
     return bool(lora and lora.get("enabled"))
 
 
-def _attach_minilm(state, recipe: Recipe, gradual: GradualUnfreeze | None) -> list[nn.Parameter]:
+class PretrainedBackbone:
+    """Fine-tuning's part in the run, as build-time hooks of a callback (no step after the session
+    is built replaces the model or the optimizer):
+
+    * ``transform_model``: the MiniLM encoder goes in front of the head (or, for a probe, the head
+      alone learns on cached embeddings), or the base run's weights are loaded into the same
+      architecture; the backbone's blocks go to gradual unfreezing;
+    * ``param_groups``: the head at ``optimizer.lr``, the backbone at ``base.lr`` (default a tenth),
+      both under the recipe's schedule.
+    """
+
+    def __init__(self, recipe: Recipe, text: bool, gradual: GradualUnfreeze | None):
+        self.recipe, self.text, self.gradual = recipe, text, gradual
+        self.backbone: list[nn.Parameter] = []
+
+    def transform_model(self, model, info):
+        attach = _attach_minilm if self.text else _load_base_run
+        model, self.backbone = attach(model, self.recipe, self.gradual)
+        return model
+
+    def param_groups(self, model) -> list[dict]:
+        backbone_ids = {id(p) for p in self.backbone}
+        groups = [{"params": [p for p in model.parameters() if id(p) not in backbone_ids and p.requires_grad]}]
+        if self.backbone:
+            base = self.recipe.base
+            groups.append({"params": self.backbone,
+                           "lr": base.lr if base.lr is not None else self.recipe.optimizer.lr / 10})
+        return groups
+
+
+def _attach_minilm(model, recipe: Recipe, gradual: GradualUnfreeze | None):
     """Probe: the head alone (the inputs are cached embeddings). Otherwise the encoder goes in
-    front of the head. Returns the backbone's parameters (for their own learning rate)."""
+    front of the head. Returns the model and the backbone's parameters (for their own rate)."""
     if recipe.base.mode == "probe":
-        return []
+        return model, []
     encoder = SentenceEncoder()
     encoder.bert.pooler.requires_grad_(False)   # unused: sentence embeddings are mean-pooled
-    state.model = TextClassifier(encoder, state.model).to(state.device)
+    model = TextClassifier(encoder, model)
     if _lora_enabled(recipe):
         from ._lora import lora_from_recipe
 
-        lora_from_recipe(state.model, recipe.lora)   # freezes all but the adapters and the head
+        lora_from_recipe(model, recipe.lora)   # freezes all but the adapters and the head
     if gradual is not None:
         gradual.blocks = encoder.blocks()
         gradual.rest = [encoder.bert.embeddings]
-    return [p for p in encoder.parameters() if p.requires_grad]
+    return model, [p for p in encoder.parameters() if p.requires_grad]
 
 
 def head_module(model: nn.Module) -> tuple[str, nn.Linear]:
@@ -156,55 +182,38 @@ def head_module(model: nn.Module) -> tuple[str, nn.Linear]:
     return found[-1]
 
 
-def _load_base_run(state, recipe: Recipe, gradual: GradualUnfreeze | None) -> list[nn.Parameter]:
+def _load_base_run(model, recipe: Recipe, gradual: GradualUnfreeze | None):
     """Weights of the earlier run into the same architecture; tensors whose shape changed (the head,
-    when the number of outputs differs) keep their fresh initialisation."""
+    when the number of outputs differs) keep their fresh initialisation. Returns the model and the
+    backbone's parameters."""
     base_dir = Path(recipe.base.run)
     weights_file = base_dir / "model.safetensors"
     if not weights_file.is_file():
         raise UserError(f"{base_dir}: model.safetensors is missing — the base run has not finished; "
                         f"finish it with `danlu resume {base_dir}`")
     saved = ck.load_weights(weights_file, device="cpu")
-    own = state.model.state_dict()
+    own = model.state_dict()
     usable = {k: v for k, v in saved.items() if k in own and own[k].shape == v.shape}
     if not usable:
         raise UserError(f"{base_dir}: none of its weights fit this model; the data must have the same "
                         f"features as the base run's")
-    state.model.load_state_dict(usable, strict=False)
+    model.load_state_dict(usable, strict=False)
     skipped = sorted(set(own) - set(usable))
     if skipped:
         print(f"finetune: kept fresh weights for {', '.join(skipped)} (shape differs from {base_dir})",
               file=sys.stderr)
-    head_name, head = head_module(state.model)
-    layers = [m for n, m in state.model.named_modules()
+    head_name, head = head_module(model)
+    layers = [m for n, m in model.named_modules()
               if m is not head and not list(m.children()) and any(True for _ in m.parameters(recurse=False))]
     head_ids = {id(p) for p in head.parameters()}
-    backbone = [p for p in state.model.parameters() if id(p) not in head_ids]
+    backbone = [p for p in model.parameters() if id(p) not in head_ids]
     if recipe.base.mode == "probe":
         for p in backbone:
             p.requires_grad_(False)
-        return []
+        return model, []
     if gradual is not None:
         gradual.blocks = layers
-    return backbone
-
-
-def _set_optimizer(state, recipe: Recipe, backbone: list[nn.Parameter]) -> None:
-    """Two parameter groups — backbone at base.lr, head at optimizer.lr — and the schedule rebuilt
-    over them (each group keeps its own peak rate under the same schedule shape)."""
-    from ..training._callbacks import _direction
-    from ..training._factory import build_optimizer, build_schedule
-
-    backbone_ids = {id(p) for p in backbone}
-    head = [p for p in state.model.parameters() if id(p) not in backbone_ids and p.requires_grad]
-    groups = [{"params": head}]
-    if backbone:
-        lr = recipe.base.lr if recipe.base.lr is not None else recipe.optimizer.lr / 10
-        groups.append({"params": backbone, "lr": lr})
-    state.optimizer = build_optimizer(recipe.optimizer, groups, source=recipe.source)
-    es = recipe.train.early_stopping
-    state.schedule = build_schedule(recipe.schedule, state.optimizer, state.steps_per_epoch, recipe.train.epochs,
-                                    mode=_direction(es.monitor, es.mode), source=recipe.source)
+    return model, backbone
 
 
 def _record_base(path: Path, recipe: Recipe, pipeline) -> None:

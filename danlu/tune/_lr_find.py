@@ -117,67 +117,78 @@ def _check_args(min_lr, max_lr, steps, smooth, diverge, rule) -> None:
         raise UserError(f"--rule must be one of {', '.join(RULES)}; got {rule!r}")
 
 
-def _sweep(recipe, min_lr, max_lr, steps, smooth, diverge, progress):
-    import torch
+class _FixedRate:
+    """The sweep sets every rate itself: the recipe's schedule (and its momentum cycling) stays out."""
 
-    from ..training import prepare_run_data as _prepare_data, build_session
-    from ..training import epoch_permutation
-    from ..training._loop import batch_count, batch_slice
+    def step(self) -> None:
+        pass
+
+    def epoch_end(self, value=None) -> None:
+        pass
+
+
+class LRSweep:
+    """The LR range test as a callback of the ordinary loop: before each optimizer step the rate is
+    ``min_lr * growth ** i`` (param groups keep their ratios to the first), after it the batch loss
+    is recorded and smoothed; the run stops at ``steps`` or when the smoothed loss diverges."""
+
+    def __init__(self, min_lr: float, max_lr: float, steps: int, smooth: float, diverge: float, progress: bool):
+        self.min_lr, self.steps, self.smooth, self.diverge, self.progress = min_lr, steps, smooth, diverge, progress
+        self.growth = (max_lr / min_lr) ** (1.0 / (steps - 1))
+        self.lrs, self.losses, self.smoothed = [], [], []
+        self.average, self.best, self.reason, self.ratios = 0.0, math.inf, FULL_SWEEP, None
+
+    def on_fit_start(self, state) -> None:
+        state.schedule = _FixedRate()
+        groups = state.optimizer.param_groups
+        first = groups[0].get("initial_lr", groups[0]["lr"])
+        self.ratios = [g.get("initial_lr", g["lr"]) / first for g in groups]   # see Schedule
+
+    def on_backward_end(self, state) -> None:
+        lr = self.min_lr * self.growth ** len(self.lrs)
+        for group, ratio in zip(state.optimizer.param_groups, self.ratios):
+            group["lr"] = lr * ratio
+
+    def on_batch_end(self, state) -> None:
+        i, lr = len(self.lrs), self.min_lr * self.growth ** len(self.lrs)
+        value = float(state.batch_loss)
+        self.lrs.append(lr)
+        self.losses.append(value)
+        if not math.isfinite(value):
+            self.smoothed.append(math.nan)
+            self._stop(state, f"the loss became {value} at lr {lr:.3g}")
+            return
+        self.average = self.smooth * self.average + (1 - self.smooth) * value
+        self.smoothed.append(self.average / (1 - self.smooth ** (i + 1)))
+        self.best = min(self.best, self.smoothed[-1])
+        if self.progress and (i + 1) % 20 == 0:
+            print(f"lr-find: step {i + 1}/{self.steps}  lr {lr:.3g}  loss {self.smoothed[-1]:.4g}", file=sys.stderr)
+        if i >= SKIP_START and self.smoothed[-1] > self.diverge * self.best:
+            self._stop(state, f"stopped at lr {lr:.3g}: the smoothed loss exceeded {self.diverge:g}x the best")
+        elif len(self.lrs) >= self.steps:
+            self._stop(state, FULL_SWEEP)
+
+    def _stop(self, state, reason: str) -> None:
+        self.reason = reason
+        state.request_stop(reason)
+
+
+def _sweep(recipe, min_lr, max_lr, steps, smooth, diverge, progress):
+    """One pass of the training loop with the LRSweep callback: the same batches, augmentation,
+    loss and clipping as training, with the run's monitors, early stopping and schedule left out."""
+    from ..training import build_session, fit
+    from ..training import prepare_run_data as _prepare_data
+    from ..training._loop import batch_count
 
     prepared = _prepare_data(recipe)
-    state = build_session(recipe, None, prepared, progress="none").state
-    model, opt, loss_fn = state.model, state.optimizer, state.loss_fn
-    X, y = state.splits["train"]
-    bs = recipe.train.batch_size
-    batches = batch_count(len(X), bs)
-    # param groups keep their ratios to the first group's rate (see Schedule)
-    ratios = [g.get("initial_lr", g["lr"]) / opt.param_groups[0].get("initial_lr", opt.param_groups[0]["lr"])
-              for g in opt.param_groups]
-    growth = (max_lr / min_lr) ** (1.0 / (steps - 1))
-    augment = state.pipeline is not None and state.pipeline.augments
-    clip, clip_mode = recipe.train.grad_clip, recipe.train.grad_clip_mode
-
-    lrs, losses, smoothed = [], [], []
-    average, best, epoch = 0.0, math.inf, 0
-    model.train()
-    while len(lrs) < steps:
-        perm = epoch_permutation(recipe.seed, epoch, len(X), X.device)
-        for b in range(batches):
-            i = len(lrs)
-            if i >= steps:
-                break
-            lr = min_lr * growth ** i
-            for group, ratio in zip(opt.param_groups, ratios):
-                group["lr"] = lr * ratio
-            idx = perm[batch_slice(b, batches, bs, len(X))]
-            xb, yb = X[idx], y[idx]
-            if augment:
-                xb = state.pipeline.augment(xb)
-            loss = loss_fn(model(xb), yb)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if clip is not None:
-                if clip_mode == "norm":
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
-                else:
-                    torch.nn.utils.clip_grad_value_(model.parameters(), clip)
-            opt.step()
-            value = float(loss.detach())
-            lrs.append(lr)
-            losses.append(value)
-            if not math.isfinite(value):
-                smoothed.append(math.nan)
-                return lrs, losses, smoothed, f"the loss became {value} at lr {lr:.3g}"
-            average = smooth * average + (1 - smooth) * value
-            smoothed.append(average / (1 - smooth ** (i + 1)))
-            best = min(best, smoothed[-1])
-            if progress and (i + 1) % 20 == 0:
-                print(f"lr-find: step {i + 1}/{steps}  lr {lr:.3g}  loss {smoothed[-1]:.4g}", file=sys.stderr)
-            if i >= SKIP_START and smoothed[-1] > diverge * best:
-                return lrs, losses, smoothed, (f"stopped at lr {lr:.3g}: the smoothed loss exceeded "
-                                               f"{diverge:g}x the best")
-        epoch += 1
-    return lrs, losses, smoothed, FULL_SWEEP
+    batches = batch_count(len(prepared.splits["train"][0]), recipe.train.batch_size)
+    quiet = {f"monitors.{m}.enabled": False for m in ("divergence", "gradients", "fit", "convergence")}
+    recipe = recipe.with_overrides({**quiet, "train.accumulate": 1, "train.early_stopping.enabled": False,
+                                    "train.epochs": -(-steps // batches) + 1})
+    sweep = LRSweep(min_lr, max_lr, steps, smooth, diverge, progress)
+    session = build_session(recipe, None, prepared, progress="none", extra_callbacks=[sweep])
+    fit(session.state, session.callbacks)
+    return sweep.lrs, sweep.losses, sweep.smoothed, sweep.reason
 
 
 def suggest(lrs, losses, smoothed, rule: str = "steepest") -> LRFindResult:

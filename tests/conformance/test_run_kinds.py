@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from danlu.training import run_kinds
-from danlu.training._kind_checks import ConformanceError, check_run_kind
+from danlu.checks import ConformanceError, check_run_kind
 
 IRIS = ("seed: 0\ndata: {source: sklearn, name: iris}\noptimizer: {lr: 0.01}\n"
         "train: {epochs: 4, batch_size: 32}\ncheckpoint: {every_epochs: 1}\noutput: {progress: none}\n")
@@ -61,7 +61,7 @@ def work(tmp_path_factory):
 
 def _base(work):
     """A finished neural run, the base of the fine-tuning example and a member of the ensemble's."""
-    from danlu.training._kind_checks import _main
+    from danlu.checks import _main
 
     for name in ("base-a", "base-b"):
         if not (work / name / "summary.json").is_file():

@@ -223,8 +223,9 @@ def test_a_dataframe_and_the_same_rows_as_csv_make_the_same_run(iris, tmp_path, 
         assert from_frame.summary[split] == from_csv.summary[split], split
 
     rows = frame.drop(columns="species").iloc[::10]
-    answered = danlu.predict(from_frame.path, rows)
+    answered = danlu.predict(from_frame, rows)   # the Run itself stands for its folder
     assert isinstance(answered, pd.DataFrame) and len(answered) == len(rows)
+    assert answered.index.tolist() == rows.index.tolist()   # answers join back to the rows asked about
     rows.to_csv(tmp_path / "rows.csv", index=False)
     monkeypatch.chdir(tmp_path)
     assert main(["predict", "frame", "rows.csv", "-o", "out.csv"]) in (0, None)   # `danlu predict`
@@ -295,8 +296,6 @@ def test_a_model_that_is_not_a_module_is_refused(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
-@pytest.mark.xfail(strict=True, reason="danlu.predict(run, X) divides X in place, so a read-only array (e.g. "
-                                       "DataFrame.values under pandas copy-on-write) fails (reported to the lead)")
 def test_predict_reads_a_read_only_array_and_leaves_it_alone(iris, tmp_path):
     _, X, y = iris
     run = danlu.train(_base(), tmp_path / "run", data=(X, y))

@@ -23,7 +23,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from ..errors import UserError
+from .errors import UserError
 
 
 class ConformanceError(UserError):
@@ -43,7 +43,7 @@ def _main(args, cwd) -> subprocess.CompletedProcess:
     import contextlib
     import io
 
-    from ..cli import main
+    from .cli import main
 
     out, err = io.StringIO(), io.StringIO()
     here = Path.cwd()
@@ -78,7 +78,7 @@ def check_run_kind(kind: str, train_args: list, workdir: str | Path, *, predict_
     last argument. ``resumable`` / ``predicts_rows`` default to the registered kind's;
     ``writes_checkpoints``: a kind that cannot resume but checkpoints (its killed run must be refused).
     Returns what was checked."""
-    from ._runs import run_kinds
+    from .training import run_kinds
 
     entry = run_kinds().get(kind)
     if entry is None:
