@@ -314,6 +314,8 @@ RECIPE_RULES: list[Rule] = [
          message="data.name is required when data.source is {0} (e.g. digits)"),
 ]
 
+_CORE_RULES = len(RECIPE_RULES)
+
 #: Predicates over a checked recipe (dict): runs that use no data set (registered by their capability).
 DATALESS: list[Callable[[dict], bool]] = []
 
@@ -328,9 +330,9 @@ def register_section(name: str, section: Section, *, rules=(), dataless: Callabl
     if name in RECIPE.fields and RECIPE.fields[name] is not section:
         raise ValueError(f"recipe section {name!r} is already registered")
     RECIPE.fields[name] = section
-    for rule in rules:
+    for rule in rules:   # before the core's data rules: the more specific message wins
         if rule not in RECIPE_RULES:
-            RECIPE_RULES.append(rule)
+            RECIPE_RULES.insert(len(RECIPE_RULES) - _CORE_RULES, rule)
     if dataless is not None and dataless not in DATALESS:
         DATALESS.append(dataless)
 

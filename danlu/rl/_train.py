@@ -290,7 +290,7 @@ def resume_rl(run_dir: str | Path, checkpoint: str | None = None, progress: str 
     if (run_dir / "summary.json").is_file() and checkpoint is None:
         return runs.Run(run_dir)
     with lock_run(run_dir):   # one writer per run directory
-        chosen = _choose_checkpoint(run_dir / "checkpoints", checkpoint)
+        chosen = ck.choose_checkpoint(run_dir, checkpoint)
         run = build(recipe)
         if chosen is not None:
             model_state, saved = ck.read_checkpoint(chosen, run_dir=run_dir, force_foreign=force_foreign_checkpoint)
@@ -301,17 +301,6 @@ def resume_rl(run_dir: str | Path, checkpoint: str | None = None, progress: str 
                                       f"({type(err).__name__}); it comes from another run or was damaged — "
                                       f"resume from another checkpoint with --checkpoint") from None
         return runs.Run(run_dir, fit(run, run_dir, progress))
-
-
-def _choose_checkpoint(root: Path, name: str | None) -> Path | None:
-    if name is None:
-        found = ck.list_checkpoints(root)
-        return found[-1] if found else None
-    chosen = root / name if (root / name).is_dir() else Path(name)
-    if not chosen.is_dir():
-        names = ", ".join(p.name for p in ck.list_checkpoints(root)) or "none"
-        raise CheckpointError(f"{name}: no such checkpoint in {root}; available: {names}")
-    return chosen
 
 
 def load_policy(run_dir: str | Path) -> tuple[ActorCritic, dict, Recipe]:

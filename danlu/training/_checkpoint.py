@@ -386,3 +386,19 @@ def load_weights(path: Path, allow_pickle_format: bool = False, device="cpu") ->
             raise CheckpointError(f"{path}: expected a dict of tensors (a state dict)")
         return obj
     raise CheckpointError(f"{path}: unknown weights format {path.suffix!r}; use .safetensors")
+
+
+def choose_checkpoint(run_dir: Path, name: str | None) -> Path | None:
+    """The checkpoint a resume starts from: ``name`` (a folder in RUN/checkpoints or a path), else
+    the newest one; None when the run has none yet. Every run kind resumes through this."""
+    root = Path(run_dir) / "checkpoints"
+    if name is None:
+        found = list_checkpoints(root)
+        return found[-1] if found else None
+    chosen = root / name if (root / name).is_dir() else Path(name)
+    if not chosen.is_dir():
+        names = ", ".join(p.name for p in list_checkpoints(root)) or "none"
+        if chosen.is_file():
+            raise CheckpointError(f"{name}: is a file, expected a checkpoint folder; those in {root}: {names}")
+        raise CheckpointError(f"{name}: no such checkpoint in {root}; available: {names}")
+    return chosen

@@ -148,17 +148,7 @@ class NeuralRuns(RunKind):
         if (run_dir / "summary.json").is_file() and checkpoint is None:   # finished while we waited for the lock
             return Run(run_dir)
         root = run_dir / "checkpoints"
-        if checkpoint is not None:
-            chosen = root / checkpoint if (root / checkpoint).is_dir() else Path(checkpoint)
-            if not chosen.is_dir():
-                names = ", ".join(p.name for p in ck.list_checkpoints(root)) or "none"
-                if chosen.is_file():
-                    raise CheckpointError(f"{checkpoint}: is a file, expected a checkpoint folder; those in {root}: "
-                                          f"{names}")
-                raise CheckpointError(f"{checkpoint}: no such checkpoint in {root}; available: {names}")
-        else:
-            found = ck.list_checkpoints(root)
-            chosen = found[-1] if found else None
+        chosen = ck.choose_checkpoint(run_dir, checkpoint)
         prepared = self.prepare_data(recipe, run_dir)
         if writes and not (run_dir / "pipeline.json").is_file():
             save_pipeline(prepared.pipeline, run_dir)
