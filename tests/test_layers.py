@@ -19,7 +19,7 @@ ROOT = Path(danlu.__file__).parent
 
 #: lowest first; a unit may import units of its own layer or below, never above
 LAYERS = [
-    ("foundation", {"danlu.errors", "danlu._lazy", "danlu._jsonl", "danlu._yaml", "danlu._integrity",
+    ("foundation", {"danlu.errors", "danlu._lazy", "danlu._jsonl", "danlu._yaml", "danlu._integrity", "danlu._validate",
                     "danlu._rundir"}),
     ("schema", {"danlu.recipe", "danlu._plugins", "danlu._extras"}),
     ("models", {"danlu.models"}),
