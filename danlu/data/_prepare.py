@@ -33,7 +33,12 @@ class Prepared:
 
 def _checked_rows(cfg, seed: int, source_name: str):
     """Load and check every labelled row: (loaded, table, codec, y)."""
-    loaded = load(cfg, seed, source_name)
+    return _checked_table(load(cfg, seed, source_name), cfg)
+
+
+def _checked_table(loaded, cfg):
+    """A loaded table's usable rows: (loaded, table, codec, y) — unusable values refused, missing
+    values handled as ``data.impute`` says, labels encoded."""
     label = loaded.reader.get("label") or "label"
     table = loaded.table
     if len(table) == 0:
@@ -59,7 +64,14 @@ def prepare(data_cfg, seed: int, source_name: str = "recipe", rows: dict | None 
     e.g. for the folds of cross-validation; transforms are still fitted on ``rows["train"]`` only.
     """
     cfg = _config(data_cfg, source_name)
-    loaded, table, codec, y = _checked_rows(cfg, seed, source_name)
+    return prepare_loaded(load(cfg, seed, source_name), cfg, seed, source_name, rows)
+
+
+def prepare_loaded(loaded, cfg, seed: int, source_name: str, rows: dict | None = None) -> Prepared:
+    """A loaded table (a recipe's source, or Python objects: danlu.data._python) through the rest:
+    refuse unusable values, encode labels, split, fit the transforms on the training rows, build
+    the pipeline."""
+    loaded, table, codec, y = _checked_table(loaded, cfg)
     shape, kind = _sample_shape(loaded, cfg["shape"], source_name)
     _check_augment(cfg["augment"], kind, source_name)
 

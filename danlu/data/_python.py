@@ -19,14 +19,11 @@ import torch
 
 from ..errors import DataError, UserError, did_you_mean
 from ._csv import is_missing
-from ._encode import FeatureEncoder, Scaler
-from ._info import DataInfo, InputRows
-from ._labels import LabelCodec
+from ._info import InputRows
 from ._pipeline import Pipeline, _cell_labels, _column_names, _label_list
-from ._prepare import Prepared, _check_augment, _config, _missing_features, _missing_labels, _sample_shape
+from ._prepare import Prepared, _config, prepare_loaded
 from ._sources import Loaded, kind_of
-from ._split import split_rows
-from ._table import (NUMERIC_SHARE, Table, categorical_columns, check_finite, check_scaled, choose_columns,
+from ._table import (NUMERIC_SHARE, Table, categorical_columns, check_finite, choose_columns,
                      numeric_share, parse_categorical, table_from_arrays)
 
 FRAME = "DataFrame"
@@ -76,57 +73,6 @@ def load_python(data, cfg, batch_size: int | None = None) -> Loaded:
     if isinstance(data, (tuple, list)):
         raise UserError(f"data as a tuple must be a pair (X, y), got {len(data)} items; give {WHAT}")
     raise UserError(f"data must be {WHAT}; got {type(data).__name__}")
-
-
-def prepare_loaded(loaded: Loaded, cfg, seed: int, source_name: str, rows: dict | None = None) -> Prepared:
-    """A loaded table through the steps of :func:`danlu.data.prepare` after loading: refuse unusable
-    values, encode labels, split, fit the transforms on the training rows, build the pipeline."""
-    label = loaded.reader.get("label") or "label"
-    table = loaded.table
-    if len(table) == 0:
-        raise DataError(f"{table.where}: no rows; the data set is empty")
-    check_finite(table, label)
-    table = _missing_labels(table, cfg["impute"], label)
-    table = _missing_features(table, cfg["impute"])
-    codec = LabelCodec.fit(table.labels, cfg["task"], table.where, label, loaded.class_names)
-    y = codec.encode(table.labels)
-    shape, kind = _sample_shape(loaded, cfg["shape"], source_name)
-    _check_augment(cfg["augment"], kind, source_name)
-
-    if rows is None:
-        split = cfg["split"]
-        strata = y if codec.task == "classification" and split["stratify"] else None
-        rows = split_rows(len(table), split["validation"], split["test"], seed, strata, codec.classes, table.where)
-    else:
-        rows = {name: np.asarray(idx, dtype=np.int64) for name, idx in rows.items() if len(idx)}
-        if "train" not in rows:
-            raise DataError(f"{table.where}: no training rows were given")
-
-    # fitted on the training rows only: categories, fill values and scaling statistics
-    encoder = FeatureEncoder.fit(table.take(rows["train"]), cfg["impute"])
-    X = encoder.transform(table).reshape(len(table), *shape)
-    skip = [j for j, _ in encoder.cardinalities()]
-    scaler = Scaler.fit(X[rows["train"]], cfg["scale"], 2 if kind == "sequence" else 1, skip)
-    X_all = scaler.apply(torch.from_numpy(np.ascontiguousarray(X)))
-    check_scaled(table, X_all)
-    y_all = torch.from_numpy(y)
-
-    info = DataInfo(
-        task=codec.task,
-        kind=kind,
-        input_shape=shape,
-        n_classes=len(codec.classes) if codec.task == "classification" else None,
-        classes=codec.classes,
-        feature_names=loaded.feature_names,
-        categorical=encoder.cardinalities(),
-        n_targets=codec.n_targets,
-    )
-    pipeline = Pipeline(info, loaded.reader, encoder, scaler, codec, dict(cfg["augment"]))
-    splits = {}
-    for name, idx in rows.items():
-        index = torch.from_numpy(idx)
-        splits[name] = (X_all[index], y_all[index])
-    return Prepared(info, splits, pipeline)
 
 
 def rows_from_python(X, pipeline) -> tuple[torch.Tensor, InputRows]:
