@@ -420,10 +420,7 @@ def list_runs(runs_dir="runs", filters=(), sort: str | None = None, *, refresh: 
 
 def parse_filter(text: str) -> tuple[str, str, object]:
     """``"test.accuracy>0.9"`` -> ``("test.accuracy", ">", 0.9)``; the value is read as YAML."""
-    from . import _plugins
-    from .recipe import RECIPE, parse_value
-
-    _plugins.load_builtin()   # the capabilities' sections are part of the schema
+    from .recipe import parse_value, schema
 
     for op in OPERATORS:
         key, sep, value = text.partition(op)
@@ -434,7 +431,7 @@ def parse_filter(text: str) -> tuple[str, str, object]:
         raise UserError(f"--filter {text!r}: expected KEY=VALUE or KEY>VALUE (also >=, <, <=, !=), "
                         f"e.g. model.kind=mlp or test.accuracy>0.9")
     head = key.split(".", 1)[0]
-    known = set(RECIPE.fields) | set(SUMMARY_SECTIONS) | set(PLAIN_KEYS)
+    known = set(schema().fields) | set(SUMMARY_SECTIONS) | set(PLAIN_KEYS)
     if head not in known:
         raise UserError(f"--filter {text!r}: unknown key {key!r}{did_you_mean(head, known)}; use a recipe key "
                         f"(model.kind), a summary figure (test.accuracy) or one of {', '.join(PLAIN_KEYS)}")

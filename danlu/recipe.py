@@ -259,6 +259,15 @@ RECIPE = Section({
 }, rules=RECIPE_RULES)
 
 
+def schema() -> Section:
+    """The whole recipe schema: the core's sections and those the capabilities and plugins register
+    (they are loaded first). Read this rather than RECIPE, which holds only what has registered so far."""
+    from . import _plugins
+
+    _plugins.load_builtin()
+    return RECIPE
+
+
 class Recipe(Node):
     """A validated recipe. Build with ``Recipe.from_yaml(path)`` or ``Recipe.from_dict({...})``."""
 
@@ -417,9 +426,8 @@ def _set_path(data: dict, key: str, value, item: str) -> None:
 
 def describe(section: Section = RECIPE, prefix: str = "") -> list[tuple[str, str, str]]:
     """(key path, default, doc) for every leaf key — used by ``danlu keys`` and the glossary."""
-    from . import _plugins
-
-    _plugins.load_builtin()   # the capabilities' sections too
+    if section is RECIPE:
+        schema()   # the capabilities' sections too
     rows = []
     for key, spec in section.fields.items():
         path = f"{prefix}{key}"

@@ -50,9 +50,9 @@ _IN_MEMORY = {"source": "npy", "path": "<arrays given to fit>"}
 
 
 def _recipe_sections() -> tuple[str, ...]:
-    from ..recipe import RECIPE
+    from ..recipe import schema
 
-    return tuple(RECIPE.fields)
+    return tuple(schema().fields)
 
 
 def _is_param(name: str) -> bool:

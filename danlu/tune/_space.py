@@ -352,12 +352,10 @@ def _first_child(key: str, leaves) -> str:
 def recipe_leaves(model_kinds) -> dict:
     """key path -> Field for every leaf key, with sections mapped to ``"section"`` (and a model kind
     that takes any key to ``"open"``)."""
-    from .. import _plugins
-    from ..recipe import RECIPE
+    from ..recipe import schema
 
-    _plugins.load_builtin()   # the capabilities' sections are part of the schema
     out: dict = {}
-    _walk(RECIPE, "", out, model_kinds)
+    _walk(schema(), "", out, model_kinds)   # the capabilities' sections too
     return out
 
 

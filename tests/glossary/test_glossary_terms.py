@@ -5,6 +5,8 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from danlu import _plugins
 import yaml
 
 import danlu.glossary as glossary
@@ -117,6 +119,7 @@ def _recipe_fields() -> dict:
             else:
                 out[f"{prefix}{key}"] = spec
 
+    _plugins.load_builtin()   # the capabilities' sections (monitors, quant, lora, base, env, rl) register themselves
     walk(recipe.RECIPE, "")
     return out
 
