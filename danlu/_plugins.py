@@ -92,12 +92,13 @@ def _import(name: str, where: str, near) -> None:
         if name in _loaded:
             return
         try:
-            importlib.import_module(name)
-        except ModuleNotFoundError as err:
-            if err.name != name.split(".")[0] or not _import_from_folders(name, near):
-                missing = err.name or name
-                raise RecipeError(f"{where}: cannot import module {name!r} ({missing} not found); put {name}.py "
-                                  f"in the working directory or beside the recipe, or install its package") from None
+            try:
+                importlib.import_module(name)
+            except ModuleNotFoundError as err:
+                if err.name != name.split(".")[0] or not _import_from_folders(name, near):
+                    missing = err.name or name
+                    raise RecipeError(f"{where}: cannot import module {name!r} ({missing} not found); put {name}.py "
+                                      f"in the working directory or beside the recipe, or install its package") from None
         except RecipeError:
             raise
         except Exception as err:  # noqa: BLE001 — the user's module failed while importing: say where

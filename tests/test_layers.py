@@ -49,6 +49,16 @@ def _modules() -> dict[str, Path]:
 
 def _edges() -> dict[tuple[str, str], list[str]]:
     """(importing unit, imported unit) -> where, for every import in danlu (function level too)."""
+    if ROOT in _SEEN:
+        return _SEEN[ROOT]
+    _SEEN[ROOT] = edges = _scan()
+    return edges
+
+
+_SEEN: dict = {}
+
+
+def _scan() -> dict[tuple[str, str], list[str]]:
     mods = _modules()
     edges: dict[tuple[str, str], list[str]] = {}
     for name, path in mods.items():

@@ -194,6 +194,7 @@ class LossEntry:
     make: Callable[[Any], Callable]   # info -> loss_fn(outputs, targets)
     task: str | None                  # None: any task
     outputs: str | None               # None: logits for classification, values for regression
+    origin: str | None = None         # the module that registered it (a run's recipe names it under plugins:)
 
 
 _LOSSES: dict[str, LossEntry] = {}
@@ -232,7 +233,8 @@ def register_loss(name: str, fn_or_factory: Callable | None = None, *, task: str
     _check_loss_entry(name, fn_or_factory, task, outputs)
     if name in _LOSSES and not replace:
         raise ValueError(f"loss kind {name!r} is already registered; pass replace=True to override it")
-    _LOSSES[name] = LossEntry(name, _maker(name, fn_or_factory), task, outputs)
+    origin = getattr(fn_or_factory, "__module__", None) or type(fn_or_factory).__module__
+    _LOSSES[name] = LossEntry(name, _maker(name, fn_or_factory), task, outputs, origin)
     LOSS_KINDS.add(name)   # the recipe schema accepts loss: {kind: name}
     return fn_or_factory
 
@@ -675,3 +677,9 @@ def build_schedule(sched_cfg: Mapping[str, Any] | None, optimizer: torch.optim.O
     """
     cfg = _complete(SCHEDULE, sched_cfg, "schedule", source)   # multistep without milestones is refused there
     return Schedule(cfg, optimizer, steps_per_epoch, epochs, mode)
+
+
+def loss_origin(name: str) -> str | None:
+    """The module that registered loss ``name`` (None for built-in or unknown names)."""
+    entry = _LOSSES.get(name)
+    return entry.origin if entry is not None else None

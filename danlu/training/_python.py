@@ -62,6 +62,9 @@ def train_with_objects(recipe: Recipe, run_dir, objects: dict, *, overwrite: boo
         _check_model(objects["model"])
         overrides["model"] = {"kind": PYTHON, "class": _model_class(objects["model"])}
     recipe = recipe.with_overrides(overrides) if overrides else recipe
+    from ._runs import with_own_plugins
+
+    recipe = with_own_plugins(recipe)
     check_extras(recipe)
     kind = kind_of_recipe(recipe)
     if not isinstance(kind, NeuralRuns) or type(kind).train is not NeuralRuns.train and not isinstance(kind, PythonRuns):

@@ -159,9 +159,39 @@ def train(recipe: Recipe | dict | str | Path, run_dir: str | Path | None = None,
                                   callbacks=callbacks, rows=rows)
     from .._extras import check_extras
 
+    recipe = with_own_plugins(recipe)
     check_extras(recipe)   # a missing optional package stops the run before anything is written
     return kind_of_recipe(recipe).train(recipe, run_dir, overwrite=overwrite, progress=progress,
                                         callbacks=list(callbacks), rows=rows)
+
+
+def with_own_plugins(recipe: Recipe) -> Recipe:
+    """The recipe with the modules that registered its model kind and loss added to ``plugins:``,
+    so that the run's recipe.yaml rebuilds them in any later process (`danlu eval` of a run whose
+    model was registered from Python). Only modules importable by name count: a kind registered in
+    ``__main__`` or a notebook cannot be found again, and a later command says how to fix that."""
+    import importlib.util
+    import sys
+
+    from ..models import MODELS
+    from ._factory import loss_origin
+
+    entry = MODELS.get(recipe.model.kind)
+    found = [getattr(entry.builder, "__module__", None) if entry is not None else None,
+             loss_origin(recipe.loss.kind)]
+    have = list(recipe.get("plugins") or [])
+    for module in found:
+        if not module or module in have or module == "__main__" or module.split(".")[0] == "danlu":
+            continue
+        try:
+            importable = module in sys.modules or importlib.util.find_spec(module) is not None
+        except (ImportError, ValueError):
+            importable = False
+        if importable:
+            have.append(module)
+    if have == list(recipe.get("plugins") or []):
+        return recipe
+    return recipe.with_overrides({"plugins": have})
 
 
 def as_recipe(recipe, overrides: dict | None = None) -> Recipe:
