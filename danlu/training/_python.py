@@ -80,7 +80,7 @@ def train_with_objects(recipe: Recipe, run_dir, objects: dict, *, overwrite: boo
     metrics = objects.get("metrics")
     scope = nullcontext() if metrics is None else metrics_in_use(metrics_from_callables(metrics))
     with scope:
-        return kind.train(recipe, run_dir, overwrite=overwrite, progress=progress, callbacks=callbacks,
+        return kind.train(recipe, run_dir, overwrite=overwrite, progress=progress, callbacks=list(callbacks or ()),
                           rows=rows if prepared is None else None, prepared=prepared,
                           objects={k: objects[k] for k in ("model", "loss") if k in objects})
 
@@ -91,7 +91,7 @@ def resume_with_model(run_dir: Path, recipe: Recipe, model, checkpoint, *, progr
 
     _check_model(model)
     check_extras(recipe)
-    return PythonRuns().resume(run_dir, recipe, checkpoint, progress=progress, callbacks=list(callbacks),
+    return PythonRuns().resume(run_dir, recipe, checkpoint, progress=progress, callbacks=list(callbacks or ()),
                                force_foreign_checkpoint=force_foreign_checkpoint, objects={"model": model})
 
 

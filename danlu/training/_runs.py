@@ -136,7 +136,7 @@ register_run_kind("python", "danlu.training._python:PythonRuns", order=90,   # m
 # ---------------------------------------------------------------------------------------------
 
 def train(recipe: Recipe | dict | str | Path, run_dir: str | Path | None = None, *, overwrite: bool = False,
-          progress: str | None = None, callbacks=(), rows: dict | None = None, model=None, data=None,
+          progress: str | None = None, callbacks=None, rows: dict | None = None, model=None, data=None,
           loss=None, metrics=None) -> Run:
     """Train a recipe into a new run directory and return the finished :class:`Run`.
 
@@ -162,7 +162,7 @@ def train(recipe: Recipe | dict | str | Path, run_dir: str | Path | None = None,
     recipe = with_own_plugins(recipe)
     check_extras(recipe)   # a missing optional package stops the run before anything is written
     return kind_of_recipe(recipe).train(recipe, run_dir, overwrite=overwrite, progress=progress,
-                                        callbacks=list(callbacks), rows=rows)
+                                        callbacks=list(callbacks or ()), rows=rows)
 
 
 def with_own_plugins(recipe: Recipe) -> Recipe:
@@ -215,7 +215,7 @@ def as_recipe(recipe, overrides: dict | None = None) -> Recipe:
 
 
 def resume(run_dir: str | Path, checkpoint: str | None = None, *, progress: str | None = None,
-           callbacks=(), force_foreign_checkpoint: bool = False, model=None) -> Run:
+           callbacks=None, force_foreign_checkpoint: bool = False, model=None) -> Run:
     """Continue a run from its newest checkpoint (or the one named); a finished run is left as it is.
 
     A checkpoint written by another run is refused unless ``force_foreign_checkpoint``. A run
@@ -231,7 +231,7 @@ def resume(run_dir: str | Path, checkpoint: str | None = None, *, progress: str 
 
         return resume_with_model(run_dir, recipe, model, checkpoint, progress=progress, callbacks=callbacks,
                                  force_foreign_checkpoint=force_foreign_checkpoint)
-    return kind.resume(run_dir, recipe, checkpoint, progress=progress, callbacks=list(callbacks),
+    return kind.resume(run_dir, recipe, checkpoint, progress=progress, callbacks=list(callbacks or ()),
                        force_foreign_checkpoint=force_foreign_checkpoint)
 
 
