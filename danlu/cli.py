@@ -96,7 +96,8 @@ def _parser() -> argparse.ArgumentParser:
 # import time and defines HELP, add_arguments(parser) and run(args) -> int. The command name is
 # the module name with "_" read as "-".
 COMMAND_MODULES = ("cv", "compare", "runs", "report", "lr_find", "tune", "quantize", "distill", "ensemble",
-                   "finetune", "embed", "generate", "latent", "serve", "export", "textual_inversion")
+                   "finetune", "embed", "generate", "latent", "serve", "export", "textual_inversion",
+                   "summary")
 
 
 def _command_modules() -> dict:
