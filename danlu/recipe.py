@@ -97,6 +97,8 @@ MODEL = Section(MODEL_COMMON, by_kind=_model_kinds, unlisted=("python",),
 
 # danlu/training/_factory.py
 BUILTIN_LOSSES = ("auto", "mse", "mae", "huber", "cross_entropy", "bce", "exponential", "hinge")
+#: The losses loss.class_weights applies to (auto: when the task is classification).
+CLASS_WEIGHTED_LOSSES = ("auto", "cross_entropy", "bce", "exponential", "hinge")
 #: The schema side of the loss registry: names added by danlu.training.register_loss (plugins).
 LOSS_KINDS: set[str] = set()
 
@@ -116,7 +118,17 @@ LOSS = Section({
                doc="auto: cross_entropy for classification, mse for regression; or a registered loss"),
     "label_smoothing": _f(NUM, 0.0, min=0, max=0.99),
     "delta": _f(NUM, 1.0, min=0, min_exclusive=True, doc="Huber threshold"),
-})
+    "class_weights": union(Field(str, choices=("auto",), doc="'auto'"),
+                           Field(list, item=Field(NUM, min=0, min_exclusive=True, nullable=False), min_items=1),
+                           doc="classification: null (none), 'auto' (n_train / (n_classes * rows of the class), "
+                               "scikit-learn's 'balanced') or one weight > 0 per class, in sorted label order"),
+}, rules=(
+    Rule(keys=("kind", "class_weights"),
+         check=lambda kind, weights: weights is None or kind in CLASS_WEIGHTED_LOSSES,
+         message=lambda kind, weights: f"loss.class_weights applies to the built-in classification losses "
+                                       f"({', '.join(CLASS_WEIGHTED_LOSSES)}), not loss.kind {kind}; "
+                                       f"remove loss.class_weights"),
+))
 
 OPTIMIZER = Section({
     "kind": _f(str, "adam", choices=("sgd", "adagrad", "rmsprop", "adam", "adamw"), nullable=False),

@@ -23,6 +23,7 @@ class DataInfo:
     categorical: list[tuple[int, int]] = field(default_factory=list)
     n_targets: int = 1
     positive: int = 1   # binary: the class id precision, recall, F1, ROC AUC are about (data.positive_class)
+    class_counts: list[int] | None = None   # classification: training rows per class id (loss.class_weights: auto)
 
     def to_json(self) -> dict:
         return {

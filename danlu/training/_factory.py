@@ -85,17 +85,25 @@ class Loss:
     regression. A multi-target regression loss is averaged over targets per sample.
     """
 
-    def __init__(self, kind: str, per_sample: Callable, reduction: str = "mean", *, outputs: str | None = None):
+    def __init__(self, kind: str, per_sample: Callable, reduction: str = "mean", *, outputs: str | None = None,
+                 class_weights: torch.Tensor | None = None):
         if reduction not in ("mean", "none"):
             raise ValueError(f"reduction must be 'mean' or 'none', got {reduction!r}")
         self.kind = kind
         self.reduction = reduction
         self.outputs = outputs   # set for losses of your own: what the model's outputs are (OUTPUT_MODES)
+        self.class_weights = class_weights   # (n_classes,) float, or None: every row alike
         self._per_sample = per_sample
 
     def __call__(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         losses = self._per_sample(out, y)
-        return losses.mean() if self.reduction == "mean" else losses
+        if self.reduction == "none":
+            return losses
+        if self.class_weights is None:
+            return losses.mean()
+        # The per-sample losses carry their row's class weight: a weighted mean, as torch's
+        # CrossEntropyLoss(weight=w) divides by the weights of the batch's targets.
+        return losses.sum() / self.class_weights.to(losses.device, losses.dtype)[y.long().reshape(-1)].sum()
 
     def __repr__(self) -> str:
         return f"Loss(kind={self.kind!r}, reduction={self.reduction!r})"
@@ -118,7 +126,19 @@ def _signed(out: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Ten
     return f, 2 * y.to(f.dtype).reshape(-1) - 1
 
 
-def _per_sample_fn(kind: str, cfg: Node, info) -> Callable:
+def _per_sample_fn(kind: str, cfg: Node, info, weights: torch.Tensor | None = None) -> Callable:
+    """Per-sample losses; with class ``weights`` each is multiplied by its row's class weight
+    (cross-entropy through torch's own ``weight``, which also weighs the label-smoothing terms)."""
+    if kind == "cross_entropy" and weights is not None:
+        return lambda out, y: F.cross_entropy(out, y.long(), weight=weights.to(out.device, out.dtype),
+                                              reduction="none", label_smoothing=cfg.label_smoothing)
+    fn = _unweighted_fn(kind, cfg, info)
+    if weights is None:
+        return fn
+    return lambda out, y: fn(out, y) * weights.to(out.device, out.dtype)[y.long().reshape(-1)]
+
+
+def _unweighted_fn(kind: str, cfg: Node, info) -> Callable:
     if kind == "mse":
         return lambda out, y: F.mse_loss(*_regression_pair(out, y), reduction="none").mean(1)
     if kind == "mae":
@@ -157,12 +177,57 @@ def build_loss(loss_cfg: Mapping[str, Any] | None, info, *, reduction: str = "me
     cfg = _complete_loss(loss_cfg, source)
     kind = resolve_loss_kind(cfg, info, source=source)
     if kind in _LOSSES:
+        if cfg.class_weights is not None:
+            raise RecipeError(f"{source}: loss.class_weights applies to the built-in classification losses, not "
+                              f"the registered loss {kind!r}; weigh the classes inside it (its factory gets the "
+                              f"data's info) and remove loss.class_weights")
         fn = _LOSSES[kind].make(info)
         if not callable(fn):
             raise UserError(f"loss {kind!r}: its factory returned {type(fn).__name__}, not a loss function; "
                             f"return fn(outputs, targets) -> scalar tensor")
         return _user_loss(kind, fn, f"'{kind}' ({_describe(fn)})", loss_outputs(kind, info), info, reduction)
-    return Loss(kind, _per_sample_fn(kind, cfg, info), reduction)
+    weights = class_weights(cfg.class_weights, info, source=source)
+    return Loss(kind, _per_sample_fn(kind, cfg, info, weights), reduction, class_weights=weights)
+
+
+def class_weights(setting, info, *, source: str = "recipe") -> torch.Tensor | None:
+    """``loss.class_weights`` as one float weight per class id, or None when it is off.
+
+    ``auto`` is scikit-learn's ``"balanced"``: ``n_train / (n_classes * count[c])`` over the
+    training split only (``info.class_counts``); a list gives the weights in the order of the
+    classes, sorted labels as the run encodes them (``info.classes``).
+    """
+    if setting is None:
+        return None
+    if not _is_classification(info):
+        raise RecipeError(f"{source}: loss.class_weights applies to classification, but the task is "
+                          f"{info.task}; remove loss.class_weights")
+    n_classes = int(info.n_classes)
+    if setting == "auto":
+        counts = getattr(info, "class_counts", None)
+        if counts is None or len(counts) != n_classes:
+            raise ValueError("loss.class_weights auto needs info.class_counts, the training rows per class "
+                             "(training.with_positive sets them)")
+        if min(counts) == 0:
+            missing = _class_names(info)[counts.index(0)]
+            raise RecipeError(f"{source}: loss.class_weights auto cannot weigh class {missing!r}: the training "
+                              f"split has no row of it (of {n_classes} classes); give loss.class_weights as a "
+                              f"list of {n_classes} numbers or change the split")
+        counts = torch.tensor(counts, dtype=torch.float64)
+        return (counts.sum() / (n_classes * counts)).to(torch.float32)
+    if len(setting) != n_classes:
+        raise RecipeError(f"{source}: loss.class_weights has {len(setting)} weights but the data has {n_classes} "
+                          f"classes ({_shown_classes(info)}); give one weight per class, in this order")
+    return torch.tensor([float(w) for w in setting], dtype=torch.float32)
+
+
+def _class_names(info) -> list:
+    return list(getattr(info, "classes", None) or range(int(info.n_classes)))
+
+
+def _shown_classes(info) -> str:
+    names = _class_names(info)
+    return ", ".join(str(c) for c in names[:10]) + (", ..." if len(names) > 10 else "")
 
 
 def scores_to_proba(out: torch.Tensor, loss_kind: str, info) -> torch.Tensor:

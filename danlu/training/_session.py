@@ -52,16 +52,26 @@ def seed_everything(seed: int, deterministic: bool, device: torch.device | None 
 
 def with_positive(prepared, recipe: Recipe):
     """Classification: the class binary precision, recall, F1 and ROC AUC are about
-    (``data.positive_class``, else the second label in sorted order)."""
+    (``data.positive_class``, else the second label in sorted order), and the training rows per
+    class (``loss.class_weights: auto`` weighs by them, in training and in every later evaluation)."""
     from ..evaluation import positive_class_id
 
     info, chosen = prepared.info, recipe.data.positive_class
     if info.task == "classification":
         info.positive = positive_class_id(info.classes, chosen, f"{recipe.source}: data.positive_class")
+        count_classes(prepared)
     elif chosen is not None:
         raise RecipeError(f"{recipe.source}: data.positive_class applies to classification; this data is "
                           f"{info.task}; remove it")
     return prepared
+
+
+def count_classes(prepared) -> None:
+    """Classification: ``info.class_counts``, the training rows per class id."""
+    info = prepared.info
+    if info.task == "classification" and "train" in prepared.splits:
+        y = torch.as_tensor(prepared.splits["train"][1]).long().reshape(-1)
+        info.class_counts = torch.bincount(y, minlength=int(info.n_classes)).tolist()
 
 
 @dataclass
@@ -97,7 +107,9 @@ def build_session(recipe: Recipe, run_dir: Path | None, prepared, progress: str 
     if model is None:
         model = build_model(recipe.model, info, output_dim(loss_kind, info), source=recipe.source)
     if loss is None:
-        loss_fn = build_loss(recipe.loss, info)
+        if getattr(info, "class_counts", None) is None:   # data given as arrays (danlu.sklearn) skips with_positive
+            count_classes(prepared)
+        loss_fn = build_loss(recipe.loss, info, source=recipe.source)
     if info.task == "regression" and recipe.data.scale_target and not is_objective_model(model):
         model = TargetScaled(model, *target_stats(prepared.splits["train"][1]))
         loss_fn = scaled_loss(loss_fn, model)
