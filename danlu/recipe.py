@@ -182,6 +182,9 @@ TRAIN = Section({
     "grad_clip": _f(NUM, None, min=0, min_exclusive=True, doc="clip gradients to this norm (or value)"),
     "grad_clip_mode": _f(str, "norm", choices=("norm", "value"), nullable=False),
     "accumulate": _f(int, 1, min=1, doc="gradient accumulation: optimizer step every N batches"),
+    "ema": _f(NUM, None, min=0, max=1, max_exclusive=True,
+              doc="decay of an exponential moving average of the weights (e.g. 0.999), which validation, the "
+                  "final figures and model.safetensors use; null: off"),
     "early_stopping": EARLY_STOPPING,
     "deterministic": _f(bool, True, doc="ask torch for deterministic kernels"),
 })

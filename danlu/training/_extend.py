@@ -131,3 +131,11 @@ def load_quantized(run_dir, folder, device):
     if "load" not in QUANTIZED_LOADER:
         raise UserError(f"{folder}: no plugin registered a loader of quantized models; is danlu.compress installed?")
     return resolve(QUANTIZED_LOADER["load"])(run_dir, folder, device)
+
+
+def _ema_on(recipe) -> bool:
+    return recipe.train.ema is not None
+
+
+# The core's own registered callback: train.ema (the moving average of the weights, _ema.py)
+register_callbacks("ema", "danlu.training._ema:ema_callbacks", when=_ema_on, order=40)

@@ -132,6 +132,8 @@ def fit(state: State, callbacks) -> State:
         train_one_epoch(state, cbs)
         if state.stop_reason is not None and state.batch < state.batches_per_epoch:
             break  # stopped mid-epoch (e.g. a rescue gave up): no validation of half an epoch
+        # a callback may put other weights in for validation here (train.ema puts the average in)
+        cbs.fire(Event.VALIDATION_START, state)
         state.metrics = validate(state)
         value = state.metrics.get(monitor)
         state.schedule.epoch_end(value if value is not None and not math.isnan(value) else None)

@@ -8,6 +8,7 @@ path). The events, in the order the loop fires them::
       epoch_start
         backward_end      (once per optimizer step: gradients ready, step not yet taken)
         batch_end
+      validation_start    (the epoch's batches are done; its figures are computed next)
       validation_end      (state.metrics holds this epoch's figures)
       epoch_end           (the epoch counter has moved on: the checkpoint point)
     fit_end
@@ -15,7 +16,7 @@ path). The events, in the order the loop fires them::
 Filters instead of more hooks (as Ignite's ``Events.EPOCH_COMPLETED(every=5)``): ``on(event, fn,
 every=N)`` or ``on(event, fn, once=N)`` wraps a plain function ``fn(state)`` as a callback that
 runs on every N-th or only the N-th occurrence. What counts is read from the state, so a resumed
-run counts on where it left off: epoch_start and validation_end count epochs (1-based), epoch_end
+run counts on where it left off: epoch_start and validation_start/_end count epochs (1-based), epoch_end
 the epochs completed, batch_end the batches done since the run began, backward_end the optimizer
 steps (the one about to be taken), fit_start and fit_end their own calls::
 
@@ -73,6 +74,7 @@ class Event(str, enum.Enum):
     EPOCH_START = "epoch_start"
     BACKWARD_END = "backward_end"      # gradients ready, optimizer step not yet taken
     BATCH_END = "batch_end"
+    VALIDATION_START = "validation_start"  # the epoch is trained, its figures not yet computed
     VALIDATION_END = "validation_end"  # state.metrics holds this epoch's figures
     EPOCH_END = "epoch_end"            # after the epoch counter moved on (checkpoint point)
     FIT_END = "fit_end"
@@ -176,7 +178,7 @@ class State:
 
 def _count(event: Event, state: State, calls: int) -> int:
     """Which occurrence of ``event`` this is, read from the state (so a resume keeps counting)."""
-    if event in (Event.EPOCH_START, Event.VALIDATION_END):
+    if event in (Event.EPOCH_START, Event.VALIDATION_START, Event.VALIDATION_END):
         return state.epoch + 1
     if event is Event.EPOCH_END:
         return state.epoch
