@@ -116,6 +116,18 @@ def test_decay_zero_is_the_run_without_it(runs, tmp_path):
     assert (zero / "metrics.jsonl").read_text() == (plain / "metrics.jsonl").read_text()
 
 
+def test_early_stopping_keeps_its_best_average(tmp_path):
+    """restore_best puts back the weights of the best epoch, which were the average then: the run
+    ends with them, not with the last average."""
+    spec = _spec(tmp_path, 0.5, epochs=4, early_stopping={"restore_best": True, "patience": 10})
+    spec["optimizer"]["lr"] = 0.3
+    run = Path(danlu.train(spec, tmp_path / "best").path)
+    summary = json.loads((run / "summary.json").read_text())
+    val_loss = [json.loads(line)["val_loss"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert summary["run"]["restored_best_epoch"] == 3 and val_loss[3] != val_loss[2]
+    assert summary["validation"]["loss"] == pytest.approx(val_loss[2], rel=1e-9)
+
+
 def test_default_runs_have_no_average():
     assert not any(isinstance(cb, EMA) for cb in danlu.training.recipe_callbacks(Recipe.from_dict(_spec("."))))
     spec = _spec(".", None)
