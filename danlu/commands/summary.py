@@ -50,13 +50,12 @@ def run(args) -> int:
     return 0
 
 
-def _refuse_classical(where, kind, recipe) -> None:
+def _refuse_classical(where, kind, recipe, settings: str = "the recipe's model section") -> None:
     from ..errors import UserError
 
     if kind.name == "classical":
         raise UserError(f"{where}: model kind {recipe.model.kind!r} is a scikit-learn estimator, which has no "
-                        f"layers to summarize; its settings are the recipe's model section (`danlu keys` "
-                        f"lists them)")
+                        f"layers to summarize; its settings are {settings} (`danlu keys` lists them)")
 
 
 def _run_model(run_dir):
@@ -65,7 +64,7 @@ def _run_model(run_dir):
 
     kind, recipe = training.kind_of_dir(run_dir)
     if recipe is not None:
-        _refuse_classical(run_dir, kind, recipe)
+        _refuse_classical(run_dir, kind, recipe, f"the model section of {run_dir / 'recipe.yaml'}")
     model, pipeline, _meta, _recipe = training.load_model(run_dir)   # an agent's run refuses here
     return model, pipeline.info
 

@@ -109,6 +109,34 @@ def test_output_shapes_equal_running_the_layers_by_hand(kind, digits_info):
     assert f"total params: {summary.total_params:,} (trainable {summary.total_params:,}, frozen 0)" in table
 
 
+def _torch_kinds():
+    from danlu import _plugins
+    from danlu.classical import CLASSICAL_KINDS
+    from danlu.models import MODELS
+
+    _plugins.load_builtin()   # every shipped kind registers itself (generative, transfer, ...)
+    return sorted(k for k in MODELS if k not in CLASSICAL_KINDS and k != "python")
+
+
+@pytest.mark.parametrize("kind", _torch_kinds())
+def test_every_torch_kind_is_summarized(kind):
+    import types
+
+    # data each kind is meant for (as in test_models_builtin); plugins get rows with a category
+    shape, categorical = {"cnn": ((1, 8, 8), []), "vae": ((1, 8, 8), []), "autoencoder": ((1, 8, 8), []),
+                          "diffusion": ((1, 8, 8), []), "rnn": ((12, 3), [])}.get(kind, ((7,), [(1, 4)]))
+    info = types.SimpleNamespace(task="classification", kind="tabular", input_shape=shape, n_classes=3,
+                                 classes=[0, 1, 2], feature_names=[], categorical=categorical, n_targets=1)
+    torch.manual_seed(0)
+    model = build_model({"kind": kind}, info, 3)
+    summary = summarize(model, shape, batch=2)
+    _check_totals(model, summary)
+    called = [layer for layer in summary.layers if layer.output_shape is not None]
+    assert called and all(layer.output_bytes > 0 for layer in called if 0 not in layer.output_shape)
+    assert summary.activation_bytes == sum(layer.output_bytes for layer in called)
+    assert json.loads(json.dumps(summary.to_json()))["total_params"] == summary.total_params
+
+
 def test_mode_is_restored_and_nothing_is_learned():
     model = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4), nn.Dropout(0.5), nn.Linear(4, 2)).train()
     before = {k: v.clone() for k, v in model.state_dict().items()}
@@ -168,15 +196,39 @@ def test_cli_on_a_finished_run_in_a_new_process(tmp_path):
     assert "input (batch 16): 256 B" in res.stdout
 
 
-def test_classical_and_agent_recipes_refuse_in_one_line(capsys):
+def test_classical_recipe_and_run_refuse_in_one_line(tmp_path, capsys):
     code, out, err = _run_main(capsys, ROOT / "recipes" / "digits_kmeans.yaml")
     assert code == 2 and out == ""
     assert err.strip().splitlines() == [f"danlu: error: {ROOT / 'recipes' / 'digits_kmeans.yaml'}: model kind "
                                         f"'kmeans' is a scikit-learn estimator, which has no layers to summarize; "
                                         f"its settings are the recipe's model section (`danlu keys` lists them)"]
+    import danlu
+
+    run = danlu.train({"name": "iris_tree", "data": {"source": "sklearn", "name": "iris"},
+                       "model": {"kind": "decision_tree"}, "output": {"progress": "none"}}, tmp_path / "tree")
+    capsys.readouterr()
+    code, out, err = _run_main(capsys, run.path)
+    assert code == 2 and out == ""
+    assert err.strip().splitlines() == [f"danlu: error: {run.path}: model kind 'decision_tree' is a scikit-learn "
+                                        f"estimator, which has no layers to summarize; its settings are the model "
+                                        f"section of {run.path / 'recipe.yaml'} (`danlu keys` lists them)"]
+
+
+def test_agent_recipe_and_run_refuse_in_one_line(tmp_path, capsys):
+    pytest.importorskip("gymnasium")
+    import danlu
+
     code, out, err = _run_main(capsys, ROOT / "recipes" / "cartpole_ppo.yaml")
     assert code == 2 and out == "" and len(err.strip().splitlines()) == 1
-    assert "an agent's run (CartPole-v1)" in err
+    assert "an agent's run (CartPole-v1) holds a policy" in err
+    run = danlu.train({"seed": 0, "env": {"name": "CartPole-v1", "num_envs": 2, "eval_episodes": 1},
+                       "model": {"kind": "mlp", "hidden": [8]}, "output": {"progress": "none"},
+                       "rl": {"steps": 64, "rollout": 16, "epochs": 1, "minibatches": 1, "checkpoint_every": 0}},
+                      tmp_path / "agent")
+    capsys.readouterr()
+    code, out, err = _run_main(capsys, run.path)
+    assert code == 2 and out == "" and len(err.strip().splitlines()) == 1
+    assert err.startswith(f"danlu: error: {run.path}: an agent's run (CartPole-v1) holds a policy")
 
 
 def test_bad_path_and_batch_exit_2(tmp_path, capsys):
