@@ -25,6 +25,8 @@ from ._registry import (
 )
 
 _LAZY = {  # public name -> private module that needs torch
+    "summarize": "_summary",
+    "Summary": "_summary",
     "FeatureInput": "_inputs",
     "auto_embedding_dim": "_inputs",
     "MLP": "_nets",

@@ -221,6 +221,8 @@ def finish(state: State, run_dir: Path | None) -> dict:
                       "restored_best_epoch": state.restored_epoch,
                       "parameters": sum(p.numel() for p in state.model.parameters()),
                       "device": str(state.device), "events": len(state.events)}
+    if state.recipe.train.get("ema") is not None:
+        summary["run"]["ema"] = state.recipe.train.ema   # the figures and saved weights are the average
     if run_dir is not None:
         ck.atomic_save_tensors(run_dir / "model.safetensors", ck_model_state(state))
         meta = {"loss_kind": state.loss_kind, "info": state.info.to_json(), "model": dict(state.recipe.model),
