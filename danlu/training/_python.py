@@ -67,7 +67,9 @@ def train_with_objects(recipe: Recipe, run_dir, objects: dict, *, overwrite: boo
     recipe = with_own_plugins(recipe)
     check_extras(recipe)
     kind = kind_of_recipe(recipe)
-    if not isinstance(kind, NeuralRuns) or type(kind).train is not NeuralRuns.train and not isinstance(kind, PythonRuns):
+    trained_by_the_loop = isinstance(kind, PythonRuns) or (isinstance(kind, NeuralRuns)
+                                                           and type(kind).train is NeuralRuns.train)
+    if not trained_by_the_loop:
         raise UserError(f"{recipe.source}: model=, data=, loss= and metrics= apply to networks trained by the loop; "
                         f"a {kind.name} run builds its own")
     prepared = None
