@@ -166,6 +166,8 @@ SCHEDULE = Section({
          message="schedule.milestones is required for schedule.kind multistep, e.g. [10, 20]"),
 ))
 
+PRECISIONS = ("32", "bf16-mixed", "16-mixed")   # danlu/training/_precision.py
+
 # danlu/training/_loop.py
 EARLY_STOPPING = Section({
     "enabled": _f(bool, True),
@@ -187,6 +189,13 @@ TRAIN = Section({
                   "final figures and model.safetensors use; null: off"),
     "early_stopping": EARLY_STOPPING,
     "deterministic": _f(bool, True, doc="ask torch for deterministic kernels"),
+    # danlu/training/_precision.py
+    "precision": union(Field(int, choices=(32,), doc="32"),   # as YAML reads it; "32" written as text too
+                       Field(str, choices=PRECISIONS, doc="bf16-mixed or 16-mixed"), default=32, nullable=False,
+                       doc="32 (float32), bf16-mixed (autocast to bfloat16; CPU and CUDA) or 16-mixed (autocast "
+                           "to float16 with a gradient scaler; CUDA only); saved weights stay float32"),
+    "compile": _f(bool, False, doc="run the training forward through torch.compile (eager, with a warning "
+                                   "line, where it cannot compile)"),
 })
 
 CHECKPOINT = Section({

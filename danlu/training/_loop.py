@@ -33,7 +33,10 @@ def model_outputs(model: torch.nn.Module, X: torch.Tensor, batch_size: int = 102
     model.eval()
     outs = [model(X[i:i + batch_size]) for i in range(0, len(X), batch_size)]
     model.train(was_training)
-    return torch.cat(outs) if outs else torch.empty(0)
+    if not outs:
+        return torch.empty(0)
+    out = torch.cat(outs)
+    return out.float() if out.dtype in (torch.bfloat16, torch.float16) else out   # under autocast: float32 figures
 
 
 def evaluate_outputs(out, y, loss_fn, loss_kind, info) -> dict:
@@ -60,6 +63,7 @@ def model_loss(state: State):
 
 def train_one_epoch(state: State, cbs: CallbackList) -> None:
     recipe, model, opt, strategy = state.recipe, state.model, state.optimizer, state.strategy
+    precision = state.precision
     X, y = state.splits["train"]
     accumulate = recipe.train.accumulate
     clip, clip_mode = recipe.train.grad_clip, recipe.train.grad_clip_mode
@@ -76,16 +80,18 @@ def train_one_epoch(state: State, cbs: CallbackList) -> None:
         xb, yb = X[idx], y[idx]
         if augment:
             xb = state.pipeline.augment(xb)
-        loss = compute_loss(state, xb, yb)
+        with precision.autocast():   # train.precision (float32: no context at all)
+            loss = compute_loss(state, xb, yb)
         if share != 1.0:   # an uneven part (x * 1.0 is exact, so skipping it changes no bit and costs no op)
             loss = loss * share
-        (loss / accumulate if accumulate > 1 else loss).backward()
+        precision.backward(loss / accumulate if accumulate > 1 else loss)
         state.batch = i + 1
         # the whole batch's loss, the same in every process
         state.batch_loss = strategy.reduce(loss.detach())
         # An optimizer step every `accumulate` batches, and always at the end of the epoch.
         state.stepped = (i + 1) % accumulate == 0 or i + 1 == state.batches_per_epoch
         if state.stepped:
+            precision.unscale(opt)   # hooks and clipping see the gradients at their true scale
             cbs.fire(Event.BACKWARD_END, state)
             if not state.skip_step:
                 if clip is not None:
@@ -93,9 +99,10 @@ def train_one_epoch(state: State, cbs: CallbackList) -> None:
                         state.grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), clip))
                     else:
                         torch.nn.utils.clip_grad_value_(model.parameters(), clip)
-                opt.step()
+                precision.step(opt)
                 state.schedule.step()
                 state.step += 1
+            precision.update()
             opt.zero_grad(set_to_none=True)
         if not state.skip_step:
             # kept on the device: reading it every batch would synchronise a GPU
@@ -115,8 +122,9 @@ def validate(state: State) -> dict:
         if is_objective_model(state.model):   # generative models: their own figures
             figures = objective_figures(state.model, Xv, yv)
         else:
-            figures = evaluate_outputs(model_outputs(state.model, Xv), yv, state.loss_fn, state.loss_kind,
-                                       state.info)
+            with state.precision.autocast():
+                out = model_outputs(state.model, Xv)
+            figures = evaluate_outputs(out, yv, state.loss_fn, state.loss_kind, state.info)
         row.update({f"val_{k}": v for k, v in figures.items()})
     return row
 

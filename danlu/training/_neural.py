@@ -210,15 +210,20 @@ class NeuralRuns(RunKind):
             loss_fn = scaled_loss(loss_fn, model)
         return Scoring(model, meta, recipe, prepared, loss_fn)
 
-    def split_figures(self, sc: Scoring, X, y) -> dict:
+    def split_figures(self, sc: Scoring, X, y, autocast: bool = False) -> dict:
         if sc.meta.get("objective"):   # generative models: their own figures, as at the end of training
             return objective_figures(sc.model, X, y)
-        return evaluate_outputs(model_outputs(sc.model, X), y, sc.loss_fn, sc.meta["loss_kind"], sc.prepared.info)
+        from ._precision import evaluation_autocast
+
+        # train.precision: a float model's figures under the autocast of the run's own final figures
+        with evaluation_autocast(sc.recipe if autocast else None, X.device):
+            outputs = model_outputs(sc.model, X)
+        return evaluate_outputs(outputs, y, sc.loss_fn, sc.meta["loss_kind"], sc.prepared.info)
 
     def evaluate(self, run_dir: Path, recipe: Recipe, split: str, quantized, model=None) -> dict:
         sc = self.scoring(run_dir, recipe, quantized=quantized, model=model)
         names = ("train", "validation", "test") if split == "all" else (split,)
-        return {name: self.split_figures(sc, *sc.split(name, run_dir)) for name in names}
+        return {name: self.split_figures(sc, *sc.split(name, run_dir), autocast=quantized is None) for name in names}
 
     # -- predict ---------------------------------------------------------------------------------
     def predict(self, run_dir: Path, input_path, output, *, overwrite: bool = False, quantized=None) -> list[dict]:

@@ -25,6 +25,7 @@ from ._extend import param_groups, recipe_callbacks, transform_model
 from ._loggers import logger_callbacks
 from ._loop import batch_count, evaluate_outputs, model_outputs
 from ._objective import is_objective_model, objective_figures
+from ._precision import build_precision, forward_model
 from ._progress import Progress
 from ._state import CallbackList, State
 from ._target import TargetScaled, scaled_loss, target_stats
@@ -127,7 +128,8 @@ def build_session(recipe: Recipe, run_dir: Path | None, prepared, progress: str 
     state = State(recipe=recipe, info=info, model=model, optimizer=optimizer, schedule=schedule,
                   loss_fn=loss_fn, loss_kind=loss_kind, device=device,
                   pipeline=prepared.pipeline, run_dir=run_dir, splits=splits,
-                  steps_per_epoch=steps_per_epoch, batches_per_epoch=batches)
+                  steps_per_epoch=steps_per_epoch, batches_per_epoch=batches,
+                  precision=build_precision(recipe, device), compiled=forward_model(recipe, model))
 
     has_val = "validation" in splits
     monitor = es.monitor
@@ -167,7 +169,9 @@ def ck_model_state(state: State) -> dict:
 
 def collect_state(state: State, cbs: CallbackList) -> dict:
     """Everything besides the weights that an exact resume needs."""
+    precision = state.precision.state_dict()   # train.precision 16-mixed: the gradient scaler
     return {
+        **({"precision": precision} if precision else {}),
         "position": {"epoch": state.epoch, "batch": state.batch, "step": state.step,
                      "loss_sum": float(state.loss_sum), "loss_count": state.loss_count},
         "history": state.history,
@@ -184,6 +188,7 @@ def restore_state(state: State, cbs: CallbackList, model_state: dict, saved: dic
     state.model.load_state_dict(model_state)
     state.optimizer.load_state_dict(saved["optimizer"])
     state.schedule.load_state_dict(saved["schedule"])
+    state.precision.load_state_dict(saved.get("precision", {}))
     pos = saved["position"]
     state.epoch, state.batch, state.step = pos["epoch"], pos["batch"], pos["step"]
     state.loss_sum = torch.tensor(pos["loss_sum"], dtype=torch.float64, device=state.device)
@@ -206,7 +211,9 @@ def evaluate_splits(state: State, names=("train", "validation", "test")) -> dict
             if is_objective_model(state.model):
                 out[name] = objective_figures(state.model, X, y)
                 continue
-            out[name] = evaluate_outputs(model_outputs(state.model, X), y, state.loss_fn, state.loss_kind, state.info)
+            with state.precision.autocast():
+                outputs = model_outputs(state.model, X)
+            out[name] = evaluate_outputs(outputs, y, state.loss_fn, state.loss_kind, state.info)
     return out
 
 
@@ -256,7 +263,9 @@ def test_baseline(state: State) -> dict:
     from ._factory import scores_to_proba
 
     X, y = state.splits["test"]
-    scores = scores_to_proba(model_outputs(state.model, X), state.loss_kind, state.info)
+    with state.precision.autocast():
+        outputs = model_outputs(state.model, X)
+    scores = scores_to_proba(outputs, state.loss_kind, state.info)
     return compare_to_baseline(state.info.task, state.splits["train"][1].cpu().numpy(), y.cpu().numpy(),
                                scores.float().cpu().numpy(), state.info.n_classes, state.recipe.seed, n_boot=1000,
                                positive=state.info.positive)

@@ -39,7 +39,9 @@ on several processes too; distillation refuses torchrun instead.
 How the work is spread over processes is ``state.strategy`` (one process by default; under
 torchrun the ``DistributedTraining`` callback of ``danlu.distributed`` installs its own): the loop
 always asks it for this process's share of a batch, the module to run forward, and the batch loss
-every process records. The loop has no multi-process case of its own.
+every process records. The loop has no multi-process case of its own. In the same way
+``state.precision`` (``train.precision``, danlu.training._precision) gives the autocast context of
+the forward pass, runs backward and takes the optimizer step; the loop has no precision case either.
 
 Keras-style callbacks work as Keras users expect: ``on_train_begin(logs=None)``,
 ``on_train_end(logs=None)``, ``on_epoch_begin(epoch, logs=None)``, ``on_epoch_end(epoch,
@@ -97,6 +99,12 @@ class SingleProcess:
         return loss
 
 
+def _full_precision():
+    from ._precision import FullPrecision
+
+    return FullPrecision()
+
+
 @dataclass
 class State:
     """Everything the loop and its callbacks share. Read it; write only what your hook owns."""
@@ -113,6 +121,8 @@ class State:
     run_dir: Path | None = None
     splits: dict = field(default_factory=dict)
     strategy: Any = field(default_factory=SingleProcess)   # see SingleProcess; danlu.distributed swaps it
+    precision: Any = field(default_factory=_full_precision)   # train.precision: see danlu.training._precision
+    compiled: Any = None           # train.compile: the compiled forward of the model (None: the model itself)
 
     # position
     epoch: int = 0                 # epochs completed
@@ -157,7 +167,7 @@ class State:
     @property
     def net(self):
         """The module a training batch runs forward through (under torchrun: the DDP wrapper)."""
-        return self.strategy.forward_module(self.model)
+        return self.strategy.forward_module(self.model if self.compiled is None else self.compiled)
 
     @property
     def train_loss_running_mean(self) -> float | None:
