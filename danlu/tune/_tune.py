@@ -20,8 +20,10 @@ from __future__ import annotations
 import json
 import math
 import os
+import random
 import socket
 import sys
+import time
 import warnings
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -34,6 +36,7 @@ from ._space import Space, load_space, with_values
 SAMPLERS = ("grid", "random", "tpe", "anneal")
 HEARTBEAT_S = 60     # a running trial tells the database it is alive this often
 GRACE_S = 300        # ... and is failed by other workers after this long without a sign
+RACE_TRIES = 5       # tries of a write that tuners starting together may race on (_retry_race)
 TRIAL_PREFIX = "trial-"
 TUNE_KIND = "tune"   # the kind in the .danlu-run marker of a study's folder
 STUDY_FILES = ("study.db", "tune.json")   # what a study's folder from before markers holds
@@ -111,11 +114,11 @@ def tune(recipe, space, *, trials: int = 20, sampler: str = "tpe", storage=None,
         # a new folder is created and marked here, and removed again if the study cannot be opened
         with target.claim(lock=False) if target is not None else nullcontext():
             storage_obj, url = _open_storage(optuna, storage, out)
-            the_study = _open_study(optuna, storage_obj, url, study_name, direction, metric,
+            the_study = _retry_race(_open_study, optuna, storage_obj, url, study_name, direction, metric,
                                     _make_sampler(optuna, sampler, space, recipe.seed, trials),
                                     pruner if pruner is not None else _make_pruner(optuna, prune))
-        interrupted = fail_interrupted(the_study, storage_obj)
-        _note_sampler(the_study, sampler, trials, url)
+        interrupted = _retry_race(fail_interrupted, the_study, storage_obj)
+        _retry_race(_note_sampler, the_study, sampler, trials, url)
         if interrupted and progress:
             print(f"tune: marked interrupted trial(s) {', '.join(map(str, interrupted))} as failed; "
                   f"they do not count towards --trials", file=sys.stderr)
@@ -195,14 +198,53 @@ def _open_storage(optuna, storage, out: Path):
     if storage is not None and not isinstance(storage, str):
         return storage, type(storage).__name__   # an Optuna storage object from Python
     url = storage or f"sqlite:///{(out / 'study.db').resolve()}"
+    driver_url = with_postgres_driver(url)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return optuna.storages.RDBStorage(url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S), url
+            return _retry_race(optuna.storages.RDBStorage, driver_url, heartbeat_interval=HEARTBEAT_S,
+                               grace_period=GRACE_S), url
     except Exception as err:  # sqlalchemy's errors: bad URL, missing driver, refused connection
         raise UserError(f"--storage {url}: cannot open the study database ({type(err).__name__}: "
                         f"{str(err).splitlines()[0]}); give a URL such as sqlite:///study.db or "
                         f"postgresql://user@host/db") from None
+
+
+def _retry_race(fn, *args, **kwargs):
+    """``fn(*args, **kwargs)``, tried again after a short pause when another process did the same
+    write to the study's database at the same moment. Tuners started together on one database
+    (PostgreSQL) all create its tables, record the study's metric and sampler, and fail the same
+    dead worker's trial; Optuna reads, then inserts, so all but one of them get a unique-key
+    error, and the next try finds the other's row."""
+    from sqlalchemy.exc import IntegrityError, ProgrammingError   # ProgrammingError: table already exists
+
+    for attempt in range(RACE_TRIES):
+        try:
+            return fn(*args, **kwargs)
+        except (IntegrityError, ProgrammingError):
+            if attempt == RACE_TRIES - 1:
+                raise
+            time.sleep(0.1 * (attempt + 1) + random.random() * 0.1)
+
+
+POSTGRES_DRIVERS = (("psycopg2", "postgresql+psycopg2://"), ("psycopg", "postgresql+psycopg://"))
+
+
+def with_postgres_driver(url: str) -> str:
+    """``postgresql://...`` with the PostgreSQL driver that is installed named in it.
+
+    SQLAlchemy reads a bare ``postgresql://`` as psycopg2 (2.0) or psycopg 3 (2.1), so the same
+    URL would fail on one of them with only the other driver installed; a URL that names its
+    driver (``postgresql+psycopg2://``) is left alone. With neither driver, the error says which
+    package to install."""
+    if not url.startswith("postgresql://"):
+        return url
+    from importlib.util import find_spec
+
+    for module, prefix in POSTGRES_DRIVERS:
+        if find_spec(module) is not None:
+            return prefix + url[len("postgresql://"):]
+    raise UserError(f"--storage {url}: PostgreSQL needs a driver; install it with: pip install psycopg2-binary")
 
 
 def _open_study(optuna, storage, url, name, direction, metric, sampler, pruner):
