@@ -51,10 +51,13 @@ DATA = Section({
                                "sequence: sum, trend, parity)"),
     "path": _f(str, None, doc="file or folder for csv / npy / images"),
     "features": _f(list, None, item=(str, int), doc="feature columns (csv: names; npy: indices; npz: one array key)"),
-    "label": _f((str, int), None, doc="label column (csv: name, default last; npy: index; npz: array key, default y)"),
+    "label": _f((str, int, list), None, item=str,
+                doc="label column (csv: name, default last; npy: index; npz: array key, default y); "
+                    "data.task multilabel: a list of 0/1 label columns"),
     "categorical": union(Field(str, choices=("auto",), doc="'auto'"), Field(list, item=str), default="auto",
                          doc="'auto' to detect, or a list of categorical columns"),
-    "task": _f(str, "auto", choices=("auto", "classification", "regression"), nullable=False),
+    "task": _f(str, "auto", choices=("auto", "classification", "regression", "multilabel"), nullable=False,
+               doc="multilabel: several 0/1 label columns (data.label lists them), a sigmoid output each"),
     "positive_class": _f((str, int), None, doc="binary classification: the class that precision, recall, F1 and "
                                                "ROC-AUC are about; null: the second class in sorted order "
                                                "(as scikit-learn)"),

@@ -126,6 +126,9 @@ def plan(recipe, prepared) -> Plan | None:
     if prepared.pipeline.augments:
         raise RecipeError(f"{recipe.source}: data.augment applies to the batches of neural training; "
                           f"model.kind {kind} is fitted once on the training rows, so remove data.augment")
+    if info.task == "multilabel":
+        raise RecipeError(f"{recipe.source}: model.kind {kind} does not learn data.task multilabel yet; use a neural "
+                          f"model (mlp, logistic, ...) with one sigmoid output per label")
     if kind in _SINGLE_TARGET and info.task == "regression" and info.n_targets > 1:
         raise RecipeError(f"{recipe.source}: model.kind {kind} predicts one target, the data has "
                           f"{info.n_targets}; use decision_tree or random_forest (or a neural model)")

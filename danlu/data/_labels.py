@@ -69,6 +69,9 @@ class LabelCodec:
     @classmethod
     def fit(cls, raw: np.ndarray, declared: str, where: str, label: str,
             class_names: list | None = None) -> "LabelCodec":
+        if declared == "multilabel":   # the tabular sources call fit_multilabel; other readers take one label
+            raise DataError(f"{where}: data.task multilabel needs a table of 0/1 label columns (a CSV file or a "
+                            f"DataFrame); set data.task to classification or regression here")
         if class_names is not None and declared == "regression":
             raise DataError(f"{where} is a classification data set; set data.task: classification or auto")
         task = infer_task(raw, declared, where, label)
@@ -86,8 +89,27 @@ class LabelCodec:
                             f"needs at least two classes")
         return cls("classification", classes)
 
+    @classmethod
+    def fit_multilabel(cls, raw: np.ndarray, where: str, names: list, lines, line_word: str = "row") -> "LabelCodec":
+        """data.task multilabel: ``raw`` is ``(N, K)`` with K >= 2 label columns holding 0 or 1 (a
+        label applies to the row or not); ``names`` name the columns, ``lines`` the rows (messages)."""
+        if raw.ndim != 2 or raw.shape[1] < 2:
+            raise DataError(f"{where}: data.task multilabel needs two or more 0/1 label columns, got one; set "
+                            f"data.label to a list of them, e.g. [tag_a, tag_b]")
+        if raw.dtype.kind not in "fiub":
+            raise DataError(f"{where}: multilabel label columns must hold 0 or 1; set data.label to numeric columns")
+        bad = ~np.isin(raw, (0, 1))
+        if bad.any():
+            i, j = (int(v) for v in np.argwhere(bad)[0])
+            raise DataError(f"{where}: label column '{names[j]}' {line_word} {lines[i]}: {plain(raw[i, j])!r} is not "
+                            f"0 or 1 ({int(bad.sum())} such cell(s)); multilabel columns hold 1 where the label "
+                            f"applies and 0 where it does not")
+        return cls("multilabel", [plain(n) for n in names], int(raw.shape[1]))
+
     def encode(self, raw: np.ndarray) -> np.ndarray:
         """Targets for raw labels; class labels not seen in training raise KeyError."""
+        if self.task == "multilabel":
+            return np.asarray(raw, dtype=np.float32)
         if self.task == "regression":
             return np.asarray(raw, dtype=np.float32)
         index = {c: i for i, c in enumerate(self.classes)}
@@ -95,6 +117,9 @@ class LabelCodec:
 
     def decode(self, ids) -> list:
         values = np.asarray(ids.detach().cpu() if hasattr(ids, "detach") else ids)
+        if self.task == "multilabel":   # (N, K) 0/1 -> the labels on, joined by '|'
+            rows = values.reshape(len(values), -1)
+            return ["|".join(str(c) for c, on in zip(self.classes, row) if on) for row in rows]
         if self.task == "regression":
             return values.astype(float).tolist()
         return [self.classes[int(i)] for i in values.ravel()]

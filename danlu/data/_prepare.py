@@ -46,7 +46,13 @@ def _checked_table(loaded, cfg):
     check_finite(table, label)
     table = _missing_labels(table, cfg["impute"], label)
     table = _missing_features(table, cfg["impute"])
-    codec = LabelCodec.fit(table.labels, cfg["task"], table.where, label, loaded.class_names)
+    if cfg["task"] == "multilabel":
+        labels = table.labels if table.labels is not None else np.empty((len(table), 0))
+        width = labels.shape[1] if labels.ndim == 2 else 1
+        names = label if isinstance(label, list) else [str(j) for j in range(width)]   # arrays: column numbers
+        codec = LabelCodec.fit_multilabel(labels, table.where, names, table.row_lines(), table.line_word)
+    else:
+        codec = LabelCodec.fit(table.labels, cfg["task"], table.where, label, loaded.class_names)
     return loaded, table, codec, codec.encode(table.labels)
 
 
@@ -78,6 +84,7 @@ def prepare_loaded(loaded, cfg, seed: int, source_name: str, rows: dict | None =
     if rows is None:
         split = cfg["split"]
         strata = y if codec.task == "classification" and split["stratify"] else None
+        # multilabel: a plain seeded shuffle split (iterative stratification is not implemented)
         rows = split_rows(len(table), split["validation"], split["test"], seed, strata, codec.classes, table.where)
     else:
         rows = {name: np.asarray(idx, dtype=np.int64) for name, idx in rows.items() if len(idx)}
@@ -121,6 +128,9 @@ def _config(data_cfg, source_name: str):
         cfg = check_section(DATA, dict(data_cfg), "data", source_name)
     else:
         raise TypeError(f"prepare() needs the recipe's data section (a mapping), got {type(data_cfg).__name__}")
+    if isinstance(cfg["label"], list) and cfg["task"] != "multilabel":
+        raise RecipeError(f"{source_name}: data.label is a list of columns, which only data.task multilabel takes; "
+                          f"set data.task: multilabel or name one label column")
     return cfg
 
 

@@ -23,7 +23,7 @@ from ._info import InputRows
 from ._pipeline import Pipeline, _cell_labels, _column_names, _label_list
 from ._prepare import Prepared, _config, prepare_loaded
 from ._sources import Loaded, kind_of
-from ._table import (NUMERIC_SHARE, Table, categorical_columns, check_finite, choose_columns,
+from ._table import (MULTILABEL_FIX, NUMERIC_SHARE, Table, categorical_columns, check_finite, choose_columns,
                      numeric_share, parse_categorical, table_from_arrays)
 
 FRAME = "DataFrame"
@@ -316,7 +316,11 @@ def _frame_table(df, header: list[str], names: list[str], cat_names: set[str], l
             cats[j] = parse_categorical(_cells(series))
         else:
             values[:, j] = _numbers(series, name, where, "list '{name}' in data.categorical")
-    labels = None if label is None else _frame_labels(df.iloc[:, header.index(label)], label, where)
+    if isinstance(label, list):   # multilabel: one 0/1 column per label, as numbers
+        labels = np.stack([_numbers(df.iloc[:, header.index(name)], name, where, MULTILABEL_FIX) for name in label],
+                          axis=1)
+    else:
+        labels = None if label is None else _frame_labels(df.iloc[:, header.index(label)], label, where)
     return Table(where, list(names), values, cats, labels, np.arange(len(df)), "row")
 
 

@@ -145,15 +145,21 @@ def find_column(csv: CsvText, name, key: str) -> str:
     return name
 
 
-def choose_columns(csv: CsvText, features, label) -> tuple[list[str], str]:
-    """Feature columns and label column (default: the last column; features: all others)."""
-    label_name = find_column(csv, csv.header[-1] if label is None else label, "data.label")
+def choose_columns(csv: CsvText, features, label) -> tuple[list[str], str | list[str]]:
+    """Feature columns and label column (default: the last column; features: all others). A list of
+    labels (data.task multilabel) gives a list of label columns."""
+    if isinstance(label, list):
+        label_name = [find_column(csv, name, "data.label") for name in label]
+    else:
+        label_name = find_column(csv, csv.header[-1] if label is None else label, "data.label")
+    labels = label_name if isinstance(label_name, list) else [label_name]
     if features is None:
-        names = [c for c in csv.header if c != label_name]
+        names = [c for c in csv.header if c not in labels]
     else:
         names = [find_column(csv, f, "data.features") for f in features]
-        if label_name in names:
-            raise DataError(f"{csv.path}: label column '{label_name}' is also listed in data.features; "
+        both = [n for n in labels if n in names]
+        if both:
+            raise DataError(f"{csv.path}: label column '{both[0]}' is also listed in data.features; "
                             f"remove it from data.features")
     if not names:
         raise DataError(f"{csv.path}: no feature columns besides the label '{label_name}'; "
@@ -185,8 +191,15 @@ def table_from_csv(csv: CsvText, names: list[str], cat_names: set[str], label: s
             cats[j] = parse_categorical(cells)
         else:
             values[:, j] = parse_numeric(cells, name, csv.lines, csv.path)
-    labels = parse_labels(csv.column(label), label, csv.lines, csv.path) if label is not None else None
+    if isinstance(label, list):   # multilabel: one 0/1 column per label, as numbers
+        labels = np.stack([parse_numeric(csv.column(name), name, csv.lines, csv.path, fix=MULTILABEL_FIX)
+                           for name in label], axis=1)
+    else:
+        labels = parse_labels(csv.column(label), label, csv.lines, csv.path) if label is not None else None
     return Table(csv.path, list(names), values, cats, labels, np.asarray(csv.lines), "line")
+
+
+MULTILABEL_FIX = "write 1 (the label applies) or 0 (it does not) in label column '{name}'"
 
 
 def table_from_arrays(where: str, X: np.ndarray, y: np.ndarray | None, names: list[str]) -> Table:

@@ -9,6 +9,8 @@ A model's figures only mean something beside what a model that ignores the input
 * ``stratified`` (classification): a random class per row drawn with the training class
   frequencies — ``DummyClassifier(strategy="stratified", random_state=seed)``, draw for draw.
 * ``mean`` (regression): the training mean of each target — ``DummyRegressor()``.
+* ``prior`` (multilabel): each label's training frequency as its probability, for every row
+  (so a label is predicted on every row when it is on in at least half the training rows).
 
 :func:`significance` then asks whether the model's edge over a baseline on the same rows could
 be luck: McNemar's test on the rows where exactly one of the two is right (classification), and a
@@ -42,6 +44,9 @@ def class_prior(y_train, n_classes: int | None = None) -> np.ndarray:
 def baseline_scores(task: str, y_train, n_eval: int, n_classes: int | None = None, seed: int = 0) -> dict:
     """The scores each baseline gives ``n_eval`` rows: ``{name: scores}`` in the form
     :func:`compute_metrics` takes (class probabilities, or regression predictions)."""
+    if task == "multilabel":
+        frequency = np.asarray(_to_numpy(y_train), dtype=np.float64).mean(axis=0)
+        return {"prior": np.tile(frequency, (n_eval, 1))}
     if task == "classification":
         prior = class_prior(y_train, n_classes)
         majority = np.tile(prior, (n_eval, 1))
@@ -65,7 +70,7 @@ def baseline_metrics(task: str, y_train, y_eval, n_classes: int | None = None, s
 
 def main_baseline(task: str) -> str:
     """The baseline a model is tested against: the strongest trivial one for the primary metric."""
-    return "majority" if task == "classification" else "mean"
+    return {"classification": "majority", "multilabel": "prior"}.get(task, "mean")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -156,6 +161,10 @@ def _fast_statistic(task, y, ms, bs, metric):
         labels = y.reshape(-1).astype(np.int64)
         d = (_predicted(ms) == labels).astype(np.float64) - (_predicted(bs) == labels)
         return lambda idx: d[idx].mean(axis=1)
+    if task == "multilabel" and metric == "accuracy":   # subset accuracy: every label of the row right
+        d = (np.all((ms >= 0.5) == y.astype(bool), axis=1).astype(np.float64)
+             - np.all((bs >= 0.5) == y.astype(bool), axis=1))
+        return lambda idx: d[idx].mean(axis=1)
     if task != "regression" or (y.ndim > 1 and y.shape[1] > 1):
         return None
     y = y.reshape(-1).astype(np.float64)
@@ -232,7 +241,7 @@ def format_p(p: float) -> str:
 
 
 def compare_to_baseline(task: str, y_train, y_eval, model_scores, n_classes: int | None = None,
-                        seed: int = 0, n_boot: int = 2000, positive: int = 1) -> dict:
+                        seed: int = 0, n_boot: int = 2000, positive: int = 1, label_names: list | None = None) -> dict:
     """Everything to show a baseline beside a model's figures on one split, from arrays alone:
     ``{"baseline": {name: metrics}, "against": name, "significance": {...}}`` (binary figures
     about the class id ``positive``)."""
@@ -240,7 +249,7 @@ def compare_to_baseline(task: str, y_train, y_eval, model_scores, n_classes: int
     if task == "classification" and n_classes is None:
         n_classes = _to_numpy(model_scores).shape[1] if _to_numpy(model_scores).ndim == 2 else 2
     scores = baseline_scores(task, y_train, len(y_eval), n_classes, seed)
-    figures = {name: compute_metrics(task, y_eval, s, n_classes=n_classes, positive=positive)
+    figures = {name: compute_metrics(task, y_eval, s, n_classes=n_classes, positive=positive, label_names=label_names)
                for name, s in scores.items()}
     against = main_baseline(task)
     test = significance(task, y_eval, model_scores, scores[against], seed, n_boot, n_classes=n_classes)

@@ -42,13 +42,16 @@ import numpy as np
 
 from ..errors import DataError, UserError, did_you_mean
 
-PRIMARY_METRIC = {"classification": "accuracy", "regression": "r2"}
+PRIMARY_METRIC = {"classification": "accuracy", "regression": "r2", "multilabel": "accuracy"}
 
 METRICS = {
     "classification": ("accuracy", "precision_macro", "recall_macro", "f1_macro",
                        "precision_micro", "recall_micro", "f1_micro",
                        "precision", "recall", "f1", "roc_auc", "log_loss"),
     "regression": ("mse", "rmse", "mae", "r2"),
+    # multilabel: accuracy is subset accuracy (every label of a row right); f1_<label> per label besides
+    "multilabel": ("accuracy", "hamming_loss", "precision_micro", "recall_micro", "f1_micro",
+                   "precision_macro", "recall_macro", "f1_macro", "roc_auc"),
 }
 
 _HIGHER_IS_BETTER = {"accuracy", "precision_macro", "recall_macro", "f1_macro", "precision_micro",
@@ -62,7 +65,7 @@ _SPLIT_PREFIXES = ("train_", "val_", "validation_", "test_")
 
 
 def compute_metrics(task: str, y_true, scores, *, n_classes: int | None = None, positive: int = 1,
-                    extra: Iterable["Metric"] = ()) -> dict[str, float]:
+                    extra: Iterable["Metric"] = (), label_names: list | None = None) -> dict[str, float]:
     """Metrics of one split: the built-in ones, the registered ones of this task (see
     :func:`register_metric`) and ``extra`` metrics (e.g. from :func:`metrics_from_callables`).
 
@@ -70,7 +73,10 @@ def compute_metrics(task: str, y_true, scores, *, n_classes: int | None = None, 
     probabilities ``(N, n_classes)``, or ``(N,)`` / ``(N, 1)`` probabilities of class 1 for a
     binary model; binary ``precision``, ``recall``, ``f1`` and ``roc_auc`` are about the class
     id ``positive``. ``task="regression"``: ``y_true`` and ``scores`` (the predictions) are
-    ``(N,)`` or ``(N, k)``. numpy arrays and torch tensors (any device) are accepted.
+    ``(N,)`` or ``(N, k)``. ``task="multilabel"``: ``y_true`` is the 0/1 indicator matrix ``(N, K)``,
+    ``scores`` each label's probability ``(N, K)`` (a label is predicted when it is >= 0.5), and
+    ``label_names`` name the per-label ``f1_<label>`` (default the column numbers). numpy arrays and
+    torch tensors (any device) are accepted.
     """
     y_true = _to_numpy(y_true)
     scores = _to_numpy(scores)
@@ -78,6 +84,8 @@ def compute_metrics(task: str, y_true, scores, *, n_classes: int | None = None, 
         metrics = _classification_metrics(y_true, scores, n_classes, positive)
     elif task == "regression":
         metrics = _regression_metrics(y_true, scores)
+    elif task == "multilabel":
+        metrics = _multilabel_metrics(y_true, scores, label_names)
     else:
         raise UserError(f"unknown task {task!r}{did_you_mean(task, PRIMARY_METRIC)}; "
                         f"use one of {', '.join(PRIMARY_METRIC)}")
@@ -129,6 +137,8 @@ def metric_direction(name: str) -> str:
     if base in _REGISTERED:
         return "max" if _REGISTERED[base].greater_is_better else "min"
     if base in _HIGHER_IS_BETTER:
+        return "max"
+    if base.startswith("f1_"):   # a multilabel run's F1 of one label, f1_<label>
         return "max"
     if base in _LOWER_IS_BETTER or "loss" in base:
         return "min"
@@ -298,6 +308,10 @@ def _own_metrics(metrics: list[Metric], task: str, y_true: np.ndarray, scores: n
         labels = _as_class_ids(y_true, proba.shape[1], len(proba))
         inputs = {"labels": (labels, np.argmax(proba, axis=1)),
                   "scores": (labels, proba[:, 1] if proba.shape[1] == 2 else proba)}
+        finite = {"labels": True, "scores": bool(np.all(np.isfinite(proba)))}
+    elif task == "multilabel":   # indicator matrices, as scikit-learn's multilabel metrics take them
+        y, proba = _as_indicator(y_true, scores)
+        inputs = {"labels": (y, (proba >= 0.5).astype(np.int64)), "scores": (y, proba)}
         finite = {"labels": True, "scores": bool(np.all(np.isfinite(proba)))}
     else:
         y, p = _as_output_columns(y_true, scores)
@@ -480,6 +494,55 @@ def _average_ranks(x: np.ndarray) -> np.ndarray:
 def _log_loss(labels: np.ndarray, proba: np.ndarray, eps: float) -> float:
     p_true = np.clip(proba[np.arange(len(labels)), labels], eps, 1 - eps)
     return float(-np.mean(np.log(p_true)))
+
+
+# --- multilabel -------------------------------------------------------------------------------
+
+def _multilabel_metrics(y_true: np.ndarray, scores: np.ndarray, names: list | None) -> dict[str, float]:
+    """Subset accuracy, Hamming loss, micro / macro precision, recall and F1 over the labels
+    (``zero_division=0``; macro averages every label, as scikit-learn does for indicator matrices),
+    macro ROC AUC over the labels with both values in ``y_true`` (left out when none has), and
+    F1 per label; a label is predicted when its probability is >= 0.5."""
+    y, proba = _as_indicator(y_true, scores)
+    names = [str(j) for j in range(y.shape[1])] if names is None else [str(n) for n in names]
+    predicted = proba >= 0.5
+    truth = y.astype(bool)
+    tp = np.sum(truth & predicted, axis=0).astype(np.float64)
+    pred_count = predicted.sum(axis=0).astype(np.float64)
+    true_count = truth.sum(axis=0).astype(np.float64)
+    precision, recall = _safe_divide(tp, pred_count), _safe_divide(tp, true_count)
+    f1 = _safe_divide(2 * tp, true_count + pred_count)
+    metrics = {
+        "accuracy": float(np.mean(np.all(truth == predicted, axis=1))),
+        "hamming_loss": float(np.mean(truth != predicted)),
+        "precision_micro": float(_safe_divide(tp.sum(), pred_count.sum())),
+        "recall_micro": float(_safe_divide(tp.sum(), true_count.sum())),
+        "f1_micro": float(_safe_divide(2 * tp.sum(), true_count.sum() + pred_count.sum())),
+        "precision_macro": float(precision.mean()),
+        "recall_macro": float(recall.mean()),
+        "f1_macro": float(f1.mean()),
+    }
+    if not np.all(np.isfinite(proba)):
+        metrics["roc_auc"] = float("nan")   # a diverged model: say so rather than rank NaNs
+    else:
+        aucs = [_binary_auc(truth[:, j], proba[:, j]) for j in range(y.shape[1])
+                if 0 < true_count[j] < len(y)]
+        if aucs:
+            metrics["roc_auc"] = float(np.mean(aucs))
+    metrics.update({f"f1_{name}": float(v) for name, v in zip(names, f1)})
+    return metrics
+
+
+def _as_indicator(y_true: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Labels as an int64 0/1 matrix ``(N, K)`` and the probabilities as float64 ``(N, K)``."""
+    if y_true.ndim != 2 or scores.shape != y_true.shape:
+        raise DataError(f"multilabel labels and scores must both be (N, n_labels), got {y_true.shape} and "
+                        f"{scores.shape}; give one 0/1 column and one probability column per label")
+    if len(y_true) == 0:
+        raise DataError("cannot compute metrics of an empty split; give the split at least one row")
+    if not np.all(np.isin(y_true, (0, 1))):
+        raise DataError("multilabel labels must be 0 or 1 (the indicator matrix of the labels)")
+    return y_true.astype(np.int64), scores.astype(np.float64)
 
 
 # --- regression -------------------------------------------------------------------------------

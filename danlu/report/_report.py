@@ -224,6 +224,8 @@ def _evaluation(run: RunFiles, evidence, missing: str | None, plots: Path, lang:
     where = {"split": split, "split_zh": split_name(split, "zh")}
     if evidence.info.task == "classification":
         body = _classification_figures(evidence, plots, lang, where)
+    elif evidence.info.task == "multilabel":   # one sigmoid per label: its figures, not regression plots
+        body = _multilabel_figures(evidence)
     else:
         body = _regression_figures(evidence, plots, lang, where)
     return h.Section("evaluation", title, body)
@@ -271,6 +273,17 @@ def _areas(points: dict, key: str, classes: list, lang: str) -> str:
         return f"{points[key]:.3f}"
     each = ", ".join(f"{classes[c] if c < len(classes) else c} {p[key]:.3f}" for c, p in points["per_class"].items())
     return phrase("macro_mean", lang, mean=f"{points[key]:.3f}", each=each)
+
+
+def _multilabel_figures(ev) -> h.Markup:
+    """Per label of a multilabel run: precision, recall and F1 (a label is on at probability >= 0.5)."""
+    from sklearn.metrics import precision_recall_fscore_support
+
+    truth, predicted = ev.y_true.astype(int), (ev.scores >= 0.5).astype(int)
+    precision, recall, f1, _ = precision_recall_fscore_support(truth, predicted, average=None, zero_division=0)
+    rows = [[str(name), f"{p:.3f}", f"{r:.3f}", f"{f:.3f}"]
+            for name, p, r, f in zip(ev.info.classes, precision, recall, f1)]
+    return h.table(["label", "precision", "recall", "F1"], rows)
 
 
 def _regression_figures(ev, plots: Path, lang: str, where: dict) -> h.Markup:

@@ -49,7 +49,7 @@ class FoldedModel(nn.Module):
         x = self.scaler(x)
         out = self.model(x)
         info = self.pipeline_info
-        if info.task == "classification":
+        if info.task in ("classification", "multilabel"):   # multilabel: one sigmoid probability per label
             from ..training import scores_to_proba
 
             return out, scores_to_proba(out, self.loss_kind, info)
@@ -73,7 +73,7 @@ def _fill_values(pipeline) -> np.ndarray | None:
 
 
 def output_names(info) -> list[str]:
-    return ["logits", "probabilities"] if info.task == "classification" else ["predictions"]
+    return ["logits", "probabilities"] if info.task in ("classification", "multilabel") else ["predictions"]
 
 
 def export_onnx(run_dir: str | Path, path: str | Path | None = None, *, overwrite: bool = False) -> Path:

@@ -54,6 +54,10 @@ class Predictor:
 
     def _answers(self, scores: np.ndarray) -> list[dict]:
         info = self.pipeline.info
+        if info.task == "multilabel":   # as danlu predict: the labels on (probability >= 0.5), joined by '|'
+            names = [str(c) for c in info.classes]
+            return [{"prediction": label, "probabilities": dict(zip(names, map(float, s)))}
+                    for label, s in zip(self.pipeline.decode((scores >= 0.5).astype(np.int64)), scores)]
         if info.task != "classification":
             return [{"prediction": _values(s)} for s in scores]
         labels = self.pipeline.decode(scores.argmax(axis=1).tolist())

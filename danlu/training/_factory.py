@@ -43,6 +43,8 @@ def resolve_loss_kind(loss_cfg: Mapping[str, Any] | None, info, *, source: str =
     kind = _complete_loss(loss_cfg, source).kind
     if kind in _LOSSES:
         return _registered_kind(_LOSSES[kind], info, source)
+    if getattr(info, "task", None) == "multilabel":
+        return _multilabel_kind(kind, source)
     if kind == "auto":
         return "cross_entropy" if _is_classification(info) else "mse"
     if _is_classification(info) and kind in REGRESSION_LOSSES:
@@ -55,6 +57,14 @@ def resolve_loss_kind(loss_cfg: Mapping[str, Any] | None, info, *, source: str =
         raise RecipeError(f"{source}: loss.kind {kind} needs exactly 2 classes, the data has {info.n_classes}; "
                           f"use loss.kind cross_entropy or hinge")
     return kind
+
+
+def _multilabel_kind(kind: str, source: str) -> str:
+    """Multilabel: binary cross-entropy with logits on each label (one sigmoid output per label)."""
+    if kind not in ("auto", "bce"):
+        raise RecipeError(f"{source}: loss.kind {kind} does not fit data.task multilabel, which learns one "
+                          f"sigmoid output per label with bce; use loss.kind bce (or auto)")
+    return "bce"
 
 
 def _complete_loss(loss_cfg: Mapping[str, Any] | None, source: str) -> Node:
@@ -72,6 +82,8 @@ def _single_logit(loss_kind: str, info) -> bool:
 
 def output_dim(loss_kind: str, info) -> int:
     """How many outputs the model needs for this loss and data."""
+    if getattr(info, "task", None) == "multilabel":
+        return int(info.n_targets)   # one logit per label
     if not _is_classification(info):
         return int(getattr(info, "n_targets", 1) or 1)
     return 1 if _single_logit(loss_kind, info) else int(info.n_classes)
@@ -139,6 +151,9 @@ def _per_sample_fn(kind: str, cfg: Node, info, weights: torch.Tensor | None = No
 
 
 def _unweighted_fn(kind: str, cfg: Node, info) -> Callable:
+    if kind == "bce" and getattr(info, "task", None) == "multilabel":   # mean over the labels of each row
+        return lambda out, y: F.binary_cross_entropy_with_logits(out, y.to(out.dtype).reshape(out.shape),
+                                                                 reduction="none").mean(1)
     if kind == "mse":
         return lambda out, y: F.mse_loss(*_regression_pair(out, y), reduction="none").mean(1)
     if kind == "mae":
@@ -238,6 +253,9 @@ def scores_to_proba(out: torch.Tensor, loss_kind: str, info) -> torch.Tensor:
     multiclass, the latter through a softmax) are ranking scores, not calibrated probabilities.
     Regression returns ``(N,)`` for one target and ``(N, k)`` otherwise.
     """
+    if getattr(info, "task", None) == "multilabel":   # one independent probability per label
+        out = out.reshape(-1, int(info.n_targets))   # -1, not len(out): an ONNX export keeps the batch size free
+        return out if loss_outputs(loss_kind, info) == "probabilities" else torch.sigmoid(out)
     if not _is_classification(info):
         k = int(getattr(info, "n_targets", 1) or 1)
         return out.reshape(len(out)) if k == 1 else out.reshape(len(out), k)
@@ -331,7 +349,7 @@ def loss_outputs(loss_kind: str, info) -> str:
     if entry is None and loss_kind not in ("auto", "none", *REGRESSION_LOSSES, *CLASSIFICATION_LOSSES):
         raise UserError(f"loss kind {loss_kind!r} is not registered in this process; import the module that "
                         f"registers it (list it under plugins: in the recipe) or use a built-in loss kind")
-    return "logits" if _is_classification(info) else "values"
+    return "logits" if _is_classification(info) or getattr(info, "task", None) == "multilabel" else "values"
 
 
 def loss_from_callable(fn: Callable, info, *, outputs: str | None = None, reduction: str = "mean") -> Loss:

@@ -48,7 +48,8 @@ def evaluate_outputs(out, y, loss_fn, loss_kind, info) -> dict:
         loss = float(loss_fn(out, y))
         scores = scores_to_proba(out, loss_kind, info)
     metrics = compute_metrics(info.task, y.detach().cpu().numpy(), scores.detach().cpu().numpy(),
-                              n_classes=info.n_classes, positive=getattr(info, "positive", 1))
+                              n_classes=info.n_classes, positive=getattr(info, "positive", 1),
+                              label_names=info.classes if info.task == "multilabel" else None)
     return {"loss": loss, **metrics}
 
 

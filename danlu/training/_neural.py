@@ -251,7 +251,10 @@ class NeuralRuns(RunKind):
         out = []
         for i in range(len(scores)):
             row = {}
-            if info.task == "classification":
+            if info.task == "multilabel":   # the labels whose probability is >= 0.5, joined by '|'
+                row["prediction"] = pipeline.decode((scores[i:i + 1] >= 0.5).astype(np.int64))[0]
+                row.update({f"proba_{label}": float(p) for label, p in zip(info.classes, scores[i])})
+            elif info.task == "classification":
                 row["prediction"] = pipeline.decode([int(scores[i].argmax())])[0]
                 for c, label in enumerate(info.classes):
                     row[f"proba_{label}"] = float(scores[i, c])

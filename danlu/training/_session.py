@@ -268,7 +268,8 @@ def test_baseline(state: State) -> dict:
     scores = scores_to_proba(outputs, state.loss_kind, state.info)
     return compare_to_baseline(state.info.task, state.splits["train"][1].cpu().numpy(), y.cpu().numpy(),
                                scores.float().cpu().numpy(), state.info.n_classes, state.recipe.seed, n_boot=1000,
-                               positive=state.info.positive)
+                               positive=state.info.positive,
+                               label_names=state.info.classes if state.info.task == "multilabel" else None)
 
 
 def index_run_dir(run_dir: Path) -> None:
