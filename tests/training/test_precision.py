@@ -236,3 +236,35 @@ def test_bf16_on_cuda_matches_torch_autocast(tmp_path):
         expected = F.cross_entropy(first.model.train()(X[idx]), y[idx], reduction="none").mean()
     assert torch.equal(first.loss, expected)
     assert _summary(run)["test"]["accuracy"] > 0.8
+
+
+class CpuScaler:
+    """Puts a gradient scaler into a bf16-mixed run on the CPU (16-mixed's machinery, testable without
+    CUDA): with a power-of-two scale, scaling and unscaling are exact, so the run must equal the run
+    without it — which holds only if gradients are unscaled before clipping and the step."""
+
+    def __init__(self, skip_at=None):
+        self.skip_at, self.scales = skip_at, []
+
+    def on_fit_start(self, state):
+        state.precision = MixedPrecision("16-mixed", "cpu", torch.bfloat16,
+                                         torch.amp.GradScaler("cpu", init_scale=2.0 ** 10, growth_interval=3))
+
+    def on_backward_end(self, state):
+        self.scales.append(state.precision.scaler.get_scale())
+        if state.step + 1 == self.skip_at:
+            state.skip_step = True
+
+
+def test_the_scaler_path_of_the_loop_is_exact_and_saved(tmp_path):
+    plain = Path(danlu.train(_iris(tmp_path, precision="bf16-mixed"), tmp_path / "plain").path)
+    scaler = CpuScaler()
+    scaled = Path(danlu.train(_iris(tmp_path, precision="bf16-mixed"), tmp_path / "scaled", callbacks=[scaler]).path)
+    assert (scaled / "model.safetensors").read_bytes() == (plain / "model.safetensors").read_bytes()
+    assert scaler.scales[0] == 2.0 ** 10 and scaler.scales[-1] > 2.0 ** 10   # it grew every 3 finite steps
+    _, state = ck.read_checkpoint(ck.list_checkpoints(scaled / "checkpoints")[-1])
+    assert state["precision"]["scaler"]["scale"] == scaler.scales[-1] * 2 ** (len(scaler.scales) % 3 == 0)
+    # a step a hook skips leaves the scaler consistent for the next one
+    skipper = CpuScaler(skip_at=4)
+    danlu.train(_iris(tmp_path, precision="bf16-mixed"), tmp_path / "skipped", callbacks=[skipper])
+    assert len(skipper.scales) == len(scaler.scales)
