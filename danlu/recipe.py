@@ -72,6 +72,9 @@ DATA = Section({
                 doc="feature scaling fitted on the training split only"),
     "scale_target": _f(bool, True, doc="regression: learn the standardised target (predictions stay in "
                                        "original units)"),
+    "stream": union(Field(str, choices=("auto",), doc="'auto'"), Field(bool), default="auto",
+                    doc="read .npy/.npz rows from disk batch by batch instead of loading them whole: true, false, "
+                        "or auto (when the features would take more than a quarter of the free memory)"),
     "split": SPLIT,
     "augment": AUGMENT,
 })

@@ -70,6 +70,10 @@ def prepare(data_cfg, seed: int, source_name: str = "recipe", rows: dict | None 
     e.g. for the folds of cross-validation; transforms are still fitted on ``rows["train"]`` only.
     """
     cfg = _config(data_cfg, source_name)
+    from ._stream import prepare_streamed, wants_stream
+
+    if wants_stream(cfg, source_name):   # data.stream: features stay on disk, read batch by batch
+        return prepare_streamed(cfg, seed, source_name, rows)
     return prepare_loaded(load(cfg, seed, source_name), cfg, seed, source_name, rows)
 
 

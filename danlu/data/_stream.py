@@ -1,0 +1,538 @@
+"""Data that does not fit: .npy / .npz rows read from the file batch by batch.
+
+A streamed split's ``X`` is a :class:`StreamedArray`. It answers what the loop asks of a tensor —
+``len``, ``.shape``, ``.device``, ``.to(device)``, ``X[row_tensor]`` and ``X[i:j]`` — by reading
+those rows from the file and scaling them, so the loop, its seeded order of each epoch and the
+position a checkpoint holds are the same as for data in memory, and a streamed run resumes exactly.
+
+Labels are small and stay in memory: the split (and its stratification) is the same
+:func:`split_rows` on the same labels as in memory. Scaling statistics are fitted on the training
+rows in chunks (float64 per chunk, chunks combined as Chan et al.), so a streamed run and the
+in-memory run of the same file get the same split and, to float32 rounding, the same statistics.
+"""
+from __future__ import annotations
+
+import atexit
+import math
+import os
+import shutil
+import struct
+import tempfile
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import DataError, RecipeError
+from ._encode import FeatureEncoder, Scaler
+from ._info import DataInfo
+from ._labels import LabelCodec
+from ._pipeline import Pipeline
+from ._sources import kind_of, resolve_path
+from ._split import split_rows
+from ._table import FLOAT32_MAX, Table
+
+#: auto streams when the float32 features would take more than this share of the free memory
+MEMORY_SHARE = 0.25
+#: rows are read in chunks of about this many bytes in the statistics pass
+CHUNK_BYTES = 32 * 2**20
+
+
+# --- the memory-mapped file -------------------------------------------------------------------
+
+class MappedArray:
+    """An array stored in a file (a .npy, or a .npy member of an .npz stored uncompressed), read
+    row by row with positioned reads (``os.preadv``) into fresh buffers. Not a memory map: the
+    kernel maps whole large pages of a mapped file on each touch, so random rows of a map make the
+    process's resident memory grow to the file's size; read rows live in the page cache instead,
+    which the kernel owns and frees as it needs, and the process holds only the batch it asked for."""
+
+    def __init__(self, path: Path, offset: int, shape: tuple[int, ...], dtype: np.dtype, fortran: bool):
+        self.path, self.offset, self.shape, self.dtype, self.fortran = path, offset, shape, dtype, fortran
+        self.row_shape = tuple(shape[1:])
+        self.row_bytes = math.prod(self.row_shape) * dtype.itemsize
+        self._fd = None
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getstate__(self):   # a copy in another process opens the file again
+        return {k: v for k, v in self.__dict__.items() if k != "_fd"}
+
+    def __setstate__(self, state):
+        self.__dict__.update(state, _fd=None)
+
+    def __del__(self):
+        if getattr(self, "_fd", None) is not None:
+            os.close(self._fd)
+
+    def _read_into(self, view: memoryview, offset: int) -> None:
+        if self._fd is None:
+            self._fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+        done = 0
+        while done < len(view):
+            part = view[done:]
+            if hasattr(os, "preadv"):
+                got = os.preadv(self._fd, [part], offset + done)
+            else:   # pragma: no cover - platforms without preadv
+                os.lseek(self._fd, offset + done, os.SEEK_SET)
+                got = os.readv(self._fd, [part])
+            if got <= 0:
+                raise DataError(f"{self.path}: the file ended early (truncated while in use?); write it again")
+            done += got
+
+    def range(self, lo: int, hi: int) -> np.ndarray:
+        """Rows lo..hi-1, in one read."""
+        out = np.empty((hi - lo, *self.row_shape), self.dtype)
+        if hi > lo:
+            self._read_into(memoryview(out.reshape(-1).view(np.uint8)), self.offset + lo * self.row_bytes)
+        return out
+
+    def take(self, rows: np.ndarray) -> np.ndarray:
+        """The rows ``rows`` (sorted), each run of consecutive rows in one read."""
+        k = len(rows)
+        out = np.empty((k, *self.row_shape), self.dtype)
+        if k == 0:
+            return out
+        raw = out.reshape(k, -1).view(np.uint8)
+        breaks = np.flatnonzero(np.diff(rows) != 1) + 1
+        for s, e in zip(np.concatenate(([0], breaks)), np.concatenate((breaks, [k]))):
+            self._read_into(memoryview(raw[s:e].reshape(-1)), self.offset + int(rows[s]) * self.row_bytes)
+        return out
+
+
+def _npy_header(f, where: str) -> tuple[tuple[int, ...], np.dtype, bool]:
+    try:
+        version = np.lib.format.read_magic(f)
+        reader = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, fortran, dtype = reader(f)
+    except (ValueError, OSError, EOFError, SyntaxError) as err:
+        raise DataError(f"{where}: not a readable numpy file ({err}); write it with numpy.save / numpy.savez") from None
+    if dtype.hasobject or dtype.kind not in "fiub":
+        raise DataError(f"{where}: holds {dtype} values; streamed data must be a plain numeric array "
+                        f"(save numbers with numpy.save)")
+    return tuple(int(s) for s in shape), dtype, bool(fortran)
+
+
+def map_npy(path: Path) -> MappedArray:
+    with open(path, "rb") as f:
+        shape, dtype, fortran = _npy_header(f, str(path))
+        offset = f.tell()
+    if fortran and len(shape) > 1:
+        raise DataError(f"{path}: the array is stored in Fortran (column) order, which cannot be read row by row; "
+                        f"save it as numpy.save(path, numpy.ascontiguousarray(a)) or set data.stream: false")
+    need = offset + math.prod(shape) * dtype.itemsize
+    if path.stat().st_size < need:
+        raise DataError(f"{path}: the file is truncated ({path.stat().st_size} bytes, the header says {need}); "
+                        f"write it again with numpy.save")
+    return MappedArray(path, offset, shape, dtype, fortran)
+
+
+_CACHES: list[Path] = []
+
+
+def _remove_caches() -> None:
+    for folder in _CACHES:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def map_npz_member(path: Path, key: str) -> MappedArray:
+    """An array of an .npz file, mapped where it lies when stored uncompressed (numpy.savez);
+    a compressed one (numpy.savez_compressed) is first extracted once to a .npy file in a temporary
+    folder of danlu's own, removed when the process ends."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            info = z.getinfo(f"{key}.npy")
+            if info.compress_type == zipfile.ZIP_STORED:
+                with open(path, "rb") as f:
+                    f.seek(info.header_offset)
+                    local = f.read(30)
+                    if len(local) < 30 or local[:4] != b"PK\x03\x04":
+                        raise zipfile.BadZipFile("bad local header")
+                    name_len, extra_len = struct.unpack("<HH", local[26:30])
+                    f.seek(info.header_offset + 30 + name_len + extra_len)
+                    shape, dtype, fortran = _npy_header(f, f"{path}: array '{key}'")
+                    offset = f.tell()
+                if fortran and len(shape) > 1:
+                    raise DataError(f"{path}: array '{key}' is stored in Fortran (column) order, which cannot be "
+                                    f"read row by row; save numpy.ascontiguousarray of it, or set data.stream: false")
+                return MappedArray(path, offset, shape, dtype, fortran)
+            folder = Path(tempfile.mkdtemp(prefix="danlu-stream-"))
+            if not _CACHES:
+                atexit.register(_remove_caches)
+            _CACHES.append(folder)
+            cache = folder / f"{key}.npy"
+            with z.open(info) as src, open(cache, "wb") as dst:
+                shutil.copyfileobj(src, dst, 16 * 2**20)
+    except (zipfile.BadZipFile, OSError, EOFError, NotImplementedError, RuntimeError) as err:
+        raise DataError(f"{path}: not a readable numpy file ({err}); write it with numpy.savez") from None
+    return map_npy(cache)
+
+
+# --- the lazy split ---------------------------------------------------------------------------
+
+class StreamedArray:
+    """The float32, scaled features of some rows of a mapped file, read when indexed.
+
+    ``rows`` are the file rows of this split, in the split's order; ``columns`` picks the feature
+    columns of a .npy table (a slice or indices), ``shape`` is the per-sample shape.
+    """
+
+    dtype = torch.float32
+
+    def __init__(self, source: MappedArray, rows: np.ndarray, columns, shape: tuple[int, ...], scaler: Scaler,
+                 device: torch.device | str = "cpu"):
+        self.source, self.rows, self.columns, self.sample_shape = source, rows, columns, tuple(shape)
+        self.scaler = scaler
+        self.device = torch.device(device)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    @property
+    def shape(self) -> torch.Size:
+        return torch.Size((len(self.rows), *self.sample_shape))
+
+    @property
+    def ndim(self) -> int:
+        return 1 + len(self.sample_shape)
+
+    def dim(self) -> int:
+        return self.ndim
+
+    def size(self, d: int | None = None):
+        return self.shape if d is None else self.shape[d]
+
+    def numel(self) -> int:
+        return math.prod(self.shape)
+
+    def to(self, device=None, *args, **kwargs) -> "StreamedArray":
+        if isinstance(device, torch.dtype) or device is None:
+            return self
+        return StreamedArray(self.source, self.rows, self.columns, self.sample_shape, self.scaler, device)
+
+    def cpu(self) -> "StreamedArray":
+        return self.to("cpu")
+
+    def numpy(self) -> np.ndarray:
+        """Every row, read into memory (what a model fitted in one piece needs)."""
+        return self[:].cpu().numpy()
+
+    @classmethod
+    def __torch_function__(cls, func, types, args=(), kwargs=None):
+        """torch functions given a streamed split: ``is_floating_point`` answers from the dtype; any
+        other reads every row into memory first (code that wants a few rows slices them: ``X[:n]``)."""
+        if func is torch.is_floating_point:
+            return True
+        args = [a[:] if isinstance(a, StreamedArray) else a for a in args]
+        return func(*args, **(kwargs or {}))
+
+    def __getitem__(self, key) -> torch.Tensor:
+        if isinstance(key, slice):
+            rows = self.rows[key]
+        elif isinstance(key, torch.Tensor):
+            rows = self.rows[key.cpu().numpy()]
+        elif isinstance(key, (int, np.integer)):
+            return self[np.array([int(key)])][0]
+        else:
+            rows = self.rows[np.asarray(key)]
+        return self.read(rows)
+
+    def read(self, rows: np.ndarray) -> torch.Tensor:
+        """The scaled features of file rows ``rows``, in that order, on this array's device."""
+        # read in file order (sequential on disk), then put back in the order asked for
+        order = np.argsort(rows, kind="stable")
+        block = self._raw(rows[order])
+        out = np.empty_like(block)
+        out[order] = block
+        X = self.scaler.apply(torch.from_numpy(out))
+        if self.device.type == "cuda":
+            return X.pin_memory().to(self.device, non_blocking=True)
+        return X.to(self.device)
+
+    def _raw(self, rows: np.ndarray) -> np.ndarray:
+        block = self.source.take(rows)
+        if self.columns is not None:
+            block = block[:, self.columns]
+        return np.ascontiguousarray(block, dtype=np.float32).reshape(len(rows), *self.sample_shape)
+
+    def __repr__(self) -> str:
+        return f"StreamedArray({self.source.path}, rows={len(self)}, shape={tuple(self.shape)}, device={self.device})"
+
+
+# --- the decision -----------------------------------------------------------------------------
+
+def _source_path(cfg, source_name: str) -> Path | None:
+    if cfg["source"] != "npy" or cfg["path"] is None:
+        return None
+    return resolve_path(cfg["path"], source_name)
+
+
+def _feature_size(path: Path, cfg) -> int | None:
+    """Bytes the float32 features would take in memory, from the file's header alone."""
+    try:
+        if path.suffix == ".npy":
+            shape = map_npy(path).shape
+            return math.prod(shape) * 4
+        if path.suffix == ".npz":
+            key = str((cfg["features"] or ["X"])[0])
+            with zipfile.ZipFile(path) as z:
+                with z.open(f"{key}.npy") as f:
+                    shape, _, _ = _npy_header(f, str(path))
+            return math.prod(shape) * 4
+    except (DataError, KeyError, OSError, zipfile.BadZipFile):
+        return None   # the in-memory reader reports what is wrong with the file
+    return None
+
+
+def wants_stream(cfg, source_name: str, available: int | None = None) -> bool:
+    """Whether ``data.stream`` (true, false or auto) streams this data set."""
+    from ..models._budget import available_memory
+
+    choice = cfg.get("stream", "auto")
+    if choice is False:
+        return False
+    path = _source_path(cfg, source_name)
+    if choice is True:
+        if path is None or path.suffix not in (".npy", ".npz"):
+            raise RecipeError(f"{source_name}: data.stream: true reads .npy or .npz files (data.source: npy); "
+                              f"this data set is read whole: set data.stream: auto or false")
+        if cfg["task"] == "multilabel":
+            raise RecipeError(f"{source_name}: data.stream: true does not read multi-label data yet; "
+                              f"set data.stream: false")
+        if cfg["impute"] not in ("none", "drop"):
+            raise RecipeError(f"{source_name}: data.impute: {cfg['impute']} needs the data in memory; with "
+                              f"data.stream: true fill the missing cells in beforehand, or set data.stream: false")
+        return True
+    if (path is None or path.suffix not in (".npy", ".npz") or cfg["impute"] not in ("none", "drop")
+            or cfg["task"] == "multilabel"):
+        return False
+    size = _feature_size(path, cfg)
+    free = available_memory() if available is None else available
+    return size is not None and free is not None and size > MEMORY_SHARE * free
+
+
+# --- streamed preparation ---------------------------------------------------------------------
+
+class _Source:
+    """What a streamed file gives: the mapped features, the labels (in memory) and the reader."""
+
+    def __init__(self, path, mapped, columns, labels, shape, names, reader, label_name):
+        self.path, self.mapped, self.columns, self.labels = path, mapped, columns, labels
+        self.shape, self.names, self.reader, self.label_name = shape, names, reader, label_name
+        self.label_column = None   # a .npy table: the labels are this column, read by check_pass
+
+    def check_pass(self) -> None:
+        """One pass over every row: refuse values no model can use (as in memory, on all rows) and,
+        for a .npy table, read the label column."""
+        if self.label_column is not None:
+            self.labels = np.empty(len(self.mapped), dtype=self.mapped.dtype)
+        for idx, full in self.chunks():
+            if self.label_column is not None:
+                self.labels[idx[0]:idx[-1] + 1] = full[:, self.label_column]
+            _bad_values(self, self.features(full), idx)
+
+    def features(self, full: np.ndarray) -> np.ndarray:
+        return full if self.columns is None else full[:, self.columns]
+
+    def chunks(self, rows: np.ndarray | None = None):
+        """(file rows, whole raw rows) in chunks of about CHUNK_BYTES: every row, or ``rows`` (sorted)."""
+        step = max(1, CHUNK_BYTES // max(1, self.mapped.row_bytes))
+        n = len(self.mapped) if rows is None else len(rows)
+        for lo in range(0, n, step):
+            hi = min(n, lo + step)
+            if rows is None:
+                yield np.arange(lo, hi), self.mapped.range(lo, hi)
+            else:
+                yield rows[lo:hi], self.mapped.take(rows[lo:hi])
+
+
+def _column_selector(idx: list[int]):
+    """A slice when the columns are consecutive (reading them copies nothing), else the indices."""
+    if idx == list(range(idx[0], idx[0] + len(idx))):
+        return slice(idx[0], idx[0] + len(idx))
+    return np.asarray(idx)
+
+
+def _open_npy(path: Path, cfg) -> _Source:
+    mapped = map_npy(path)
+    if len(mapped.shape) != 2:
+        raise DataError(f"{path}: a .npy file must hold a 2-D table (rows x columns), got shape {mapped.shape}; "
+                        f"use an .npz file with arrays X and y for other shapes")
+    width = mapped.shape[1]
+    label = cfg["label"]
+    if not isinstance(label, int) or isinstance(label, bool) or not -width <= label < width:
+        raise DataError(f"{path}: for a .npy file data.label must be the index of the label column "
+                        f"(0..{width - 1}, or -1 for the last), got {label!r}")
+    label %= width
+    features = cfg["features"]
+    if features is None:
+        idx = [j for j in range(width) if j != label]
+    else:
+        bad = [f for f in features if not isinstance(f, int) or not -width <= f < width]
+        if bad:
+            raise DataError(f"{path}: data.features must be column indices 0..{width - 1} for a .npy file, "
+                            f"got {bad[0]!r}")
+        idx = [f % width for f in features]
+        if label in idx:
+            raise DataError(f"{path}: label column {label} is also listed in data.features; remove it from data.features")
+    names = [f"col{j}" for j in idx]
+    reader = {"format": "table", "columns": names, "label": None, "divisor": 1.0,
+              "npy": {"features": idx, "label": label, "width": width}}
+    src = _Source(path, mapped, _column_selector(idx), None, (len(idx),), names, reader, "label")
+    src.label_column = label   # read in the pass that checks the values (it touches every page anyway)
+    return src
+
+
+def _open_npz(path: Path, cfg) -> _Source:
+    features = cfg["features"] or ["X"]
+    if len(features) != 1:
+        raise DataError(f"{path}: for an .npz file data.features names one array key, got {features}")
+    fkey, lkey = str(features[0]), str(cfg["label"] if cfg["label"] is not None else "y")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            keys = list(z.files)
+            for key, what in ((fkey, "data.features"), (lkey, "data.label")):
+                if key not in keys:
+                    from ..errors import did_you_mean
+
+                    raise DataError(f"{path}: no array '{key}'{did_you_mean(key, keys)}; set {what} to one of "
+                                    f"{', '.join(keys) or '(none: the file is empty)'}")
+            y = z[lkey]
+    except ValueError as err:
+        raise DataError(f"{path}: cannot read the arrays ({err}); save plain numeric arrays with numpy.savez "
+                        f"(object arrays are refused)") from None
+    except (OSError, EOFError, zipfile.BadZipFile) as err:
+        raise DataError(f"{path}: not a readable numpy file ({err}); write it with numpy.savez") from None
+    mapped = map_npz_member(path, fkey)
+    X_shape = mapped.shape
+    if X_shape[0] != len(y):
+        raise DataError(f"{path}: '{fkey}' has {X_shape[0]} rows but '{lkey}' has {len(y)}; they must match")
+    if len(X_shape) not in (2, 3, 4) or y.ndim not in (1, 2):
+        raise DataError(f"{path}: '{fkey}' must be (N, F), (N, T, F) or (N, C, H, W) and '{lkey}' (N,) or "
+                        f"(N, K); got {X_shape} and {y.shape}")
+    if y.dtype.kind not in "fiub":
+        y = y.astype(object)
+    shape = tuple(X_shape[1:])
+    flat = [f"x{i}" for i in range(math.prod(shape))]
+    names = flat if len(X_shape) == 2 else [f"channel{i}" for i in range(shape[-1] if len(X_shape) == 3 else shape[0])]
+    reader = {"format": "table", "columns": flat if len(X_shape) == 2 else None, "label": None, "divisor": 1.0,
+              "npz": {"features": fkey, "label": lkey}}
+    return _Source(path, mapped, None, y, shape, names, reader, lkey)
+
+
+def _sample_shape(src: _Source, shape_cfg) -> tuple[int, ...]:
+    if shape_cfg is None:
+        return tuple(src.shape)
+    shape = tuple(int(s) for s in shape_cfg)
+    width = math.prod(src.shape)
+    if math.prod(shape) != width:
+        raise DataError(f"{src.path}: data.shape {list(shape)} holds {math.prod(shape)} values but each "
+                        f"row has {width}; fix data.shape")
+    return shape
+
+
+def _checked_labels(src: _Source, cfg) -> tuple[LabelCodec, np.ndarray]:
+    """Labels checked and encoded as in memory: missing and infinite labels refused."""
+    table = Table(str(src.path), [], np.empty((len(src.labels), 0)), {}, src.labels, None, "row")
+    missing = table.label_missing()
+    if missing.any():
+        raise DataError(f"{table.where}: label '{src.label_name}' is missing on {int(missing.sum())} row(s) (first on "
+                        f"row {int(np.argmax(missing))}); fill the labels in (streamed data cannot drop rows: "
+                        f"or set data.stream: false and data.impute: drop)")
+    from ._table import check_finite
+
+    check_finite(table, src.label_name)
+    codec = LabelCodec.fit(src.labels, cfg["task"], table.where, src.label_name, None)
+    return codec, codec.encode(src.labels)
+
+
+def _bad_values(src: _Source, block: np.ndarray, idx: np.ndarray) -> None:
+    """Missing (NaN), infinite or beyond-float32 values: one line naming the column and the first row."""
+    if block.dtype.kind != "f":
+        return
+    flat = block.reshape(len(block), -1)
+    with np.errstate(invalid="ignore"):
+        bad = ~np.isfinite(flat) | (np.abs(flat) > FLOAT32_MAX)
+    if not bad.any():
+        return
+    j = int(np.argmax(bad.any(axis=0)))
+    i = int(np.argmax(bad[:, j]))
+    value = float(flat[i, j])
+    name = src.names[j] if len(src.names) == flat.shape[1] else f"value {j}"
+    what = ("a missing value (NaN)" if math.isnan(value) else "an infinite value" if math.isinf(value)
+            else f"a value beyond the float32 range ({value:g})")
+    raise DataError(f"{src.path}: column '{name}' has {what} on row {int(idx[i])}; streamed data must be finite: "
+                    f"fix the file, or set data.stream: false to use data.impute")
+
+
+def fit_streamed_scaler(src: _Source, train_rows: np.ndarray, shape: tuple[int, ...], mode: str,
+                        axis: int) -> Scaler:
+    """Scaler.fit over the training rows in chunks: float64 per chunk, combined (Chan et al.)."""
+    channels = (len(train_rows), *shape)[axis]
+    count, mean, m2 = 0, np.zeros(channels), np.zeros(channels)
+    lo, hi = np.full(channels, np.inf), np.full(channels, -np.inf)
+    for _, full in src.chunks(np.sort(train_rows)):
+        X = np.asarray(src.features(full), dtype=np.float32).reshape(len(full), *shape)
+        flat = np.moveaxis(X, axis, -1).reshape(-1, channels).astype(np.float64)
+        if mode == "standardize":
+            n = len(flat)
+            m = flat.mean(axis=0)
+            s = ((flat - m) ** 2).sum(axis=0)
+            delta = m - mean
+            total = count + n
+            mean = mean + delta * (n / total)
+            m2 = m2 + s + delta ** 2 * (count * n / total)
+            count = total
+        elif mode == "normalize":
+            lo, hi = np.minimum(lo, flat.min(axis=0)), np.maximum(hi, flat.max(axis=0))
+    shift, div = np.zeros(channels), np.ones(channels)
+    if mode == "standardize":
+        shift, div = mean, np.sqrt(m2 / max(count, 1))
+    elif mode == "normalize":
+        shift, div = lo, hi - lo
+    div = np.where(div > 0, div, 1.0)
+    return Scaler(mode, axis, torch.tensor(shift, dtype=torch.float32), torch.tensor(div, dtype=torch.float32))
+
+
+def prepare_streamed(cfg, seed: int, source_name: str, rows: dict | None = None):
+    """``prepare`` for a streamed .npy / .npz file: labels in memory, features left on disk."""
+    from ._prepare import Prepared, _check_augment
+
+    path = resolve_path(cfg["path"], source_name)
+    if path.is_dir():
+        raise DataError(f"{path}: is a directory, expected a .npy or .npz file")
+    if path.suffix == ".npz":
+        src = _open_npz(path, cfg)
+    elif path.suffix == ".npy":
+        src = _open_npy(path, cfg)
+    else:
+        raise DataError(f"{path}: data.source npy reads .npy or .npz files; got '{path.suffix}'")
+    shape = _sample_shape(src, cfg["shape"])
+    kind = kind_of(shape)
+    _check_augment(cfg["augment"], kind, source_name)
+    src.check_pass()
+    codec, y = _checked_labels(src, cfg)
+
+    where = str(path)
+    if rows is None:
+        split = cfg["split"]
+        strata = y if codec.task == "classification" and split["stratify"] else None
+        rows = split_rows(len(y), split["validation"], split["test"], seed, strata, codec.classes, where)
+    else:
+        rows = {name: np.asarray(idx, dtype=np.int64) for name, idx in rows.items() if len(idx)}
+        if "train" not in rows:
+            raise DataError(f"{where}: no training rows were given")
+
+    encoder = FeatureEncoder(cfg["impute"], {}, None)
+    scaler = fit_streamed_scaler(src, rows["train"], shape, cfg["scale"], 2 if kind == "sequence" else 1)
+    info = DataInfo(task=codec.task, kind=kind, input_shape=shape,
+                    n_classes=len(codec.classes) if codec.task == "classification" else None,
+                    classes=codec.classes, feature_names=src.names, categorical=[], n_targets=codec.n_targets)
+    pipeline = Pipeline(info, src.reader, encoder, scaler, codec, dict(cfg["augment"]))
+    y_all = torch.from_numpy(y)
+    splits = {name: (StreamedArray(src.mapped, np.asarray(idx, dtype=np.int64), src.columns, shape, scaler),
+                     y_all[torch.from_numpy(np.asarray(idx, dtype=np.int64))])
+              for name, idx in rows.items()}
+    return Prepared(info, splits, pipeline)
