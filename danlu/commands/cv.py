@@ -29,7 +29,7 @@ def run(args) -> int:
     from ..recipe import Recipe
 
     recipe = Recipe.from_yaml(args.recipe, args.overrides)
-    known = set(METRICS["classification"]) | set(METRICS["regression"]) | {"loss"}
+    known = set().union(*METRICS.values()) | {"loss"}
     for m in args.metric or []:
         if m not in known:
             raise UserError(f"--metric {m!r} is not a metric{did_you_mean(m, known)}; "

@@ -33,7 +33,8 @@ from ..evaluation._metrics import PRIMARY_METRIC
 from ..evaluation._table import format_table
 
 SHOWN = {"classification": ("loss", "accuracy", "f1_macro", "roc_auc", "log_loss"),
-         "regression": ("loss", "r2", "rmse", "mae")}
+         "regression": ("loss", "r2", "rmse", "mae"),
+         "multilabel": ("loss", "accuracy", "hamming_loss", "f1_micro", "f1_macro", "roc_auc")}
 
 
 @dataclass

@@ -303,3 +303,18 @@ def test_report_shows_each_labels_figures_not_regression_plots(trained, cli):
     cells = re.findall(r"<tr><td>(\w)</td><td>[\d.]+</td><td>[\d.]+</td><td>([\d.]+)</td></tr>", text)
     assert cells == [(name, f"{summary['test'][f'f1_{name}']:.3f}") for name in LABELS]
     assert not (run.path / "plots" / "residuals.png").exists()
+
+
+def test_cross_validation_reports_the_multilabel_figures(tmp_path):
+    import io
+
+    from danlu.experiments import cross_validate
+
+    write_data(tmp_path / "ml.csv", n=120)
+    cfg = recipe(tmp_path / "ml.csv", tmp_path).to_dict()
+    cfg["train"]["epochs"] = 2
+    result = cross_validate(Recipe.from_dict(cfg), 2, tmp_path / "cv", progress="none", stream=io.StringIO())
+    assert result.task == "multilabel" and result.count["accuracy"] == 2
+    assert "hamming_loss" in result.table() and "prior baseline (mean)" in result.table()
+    assert result.baseline_mean["prior"]["roc_auc"] == 0.5   # a constant score ranks nothing
+    assert set(result.mean) >= {"hamming_loss", "f1_a", "f1_b", "f1_c"}
