@@ -57,7 +57,7 @@ class ClassicalRuns(NeuralRuns):
                          n_features=int(np.prod(pipeline.info.input_shape)))
         return module.to(device).eval(), pipeline, meta, recipe
 
-    def split_figures(self, sc, X, y) -> dict:
+    def split_figures(self, sc, X, y, autocast: bool = False) -> dict:   # a fitted estimator: no autocast
         from ._fit import split_figures
 
         return split_figures(sc.model, X, y, sc.prepared.info, sc.recipe.seed)   # as at fit time
