@@ -39,7 +39,31 @@ MEMORY_SHARE = 0.25
 CHUNK_BYTES = 32 * 2**20
 
 
-# --- the memory-mapped file -------------------------------------------------------------------
+#: after this many bytes read, freed heap memory is handed back to the system (see _hand_back)
+TRIM_BYTES = 256 * 2**20
+
+
+def _libc_trim():
+    try:
+        import ctypes
+
+        return ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):   # not glibc: nothing to do
+        return None
+
+
+_TRIM = _libc_trim()
+
+
+def _hand_back() -> None:
+    """Batches are large short-lived buffers; glibc keeps freed ones in its heap, fragmented between
+    small live objects, so a long pass grows the process by gigabytes that nothing uses (measured:
+    +1.3 GB scoring 208,000 rows of 2,048 columns). ``malloc_trim`` returns those pages."""
+    if _TRIM is not None:
+        _TRIM(0)
+
+
+# --- the file ---------------------------------------------------------------------------------
 
 class MappedArray:
     """An array stored in a file (a .npy, or a .npy member of an .npz stored uncompressed), read
@@ -53,6 +77,7 @@ class MappedArray:
         self.row_shape = tuple(shape[1:])
         self.row_bytes = math.prod(self.row_shape) * dtype.itemsize
         self._fd = None
+        self._read_since_trim = 0
 
     def __len__(self) -> int:
         return self.shape[0]
@@ -81,6 +106,10 @@ class MappedArray:
             if got <= 0:
                 raise DataError(f"{self.path}: the file ended early (truncated while in use?); write it again")
             done += got
+        self._read_since_trim += len(view)
+        if self._read_since_trim >= TRIM_BYTES:
+            self._read_since_trim = 0
+            _hand_back()
 
     def range(self, lo: int, hi: int) -> np.ndarray:
         """Rows lo..hi-1, in one read."""
