@@ -16,7 +16,7 @@ import torch
 
 from ..errors import CheckpointError, DataError, did_you_mean
 from ._augment import augment_batch, is_active
-from ._csv import is_missing, read_csv, read_numeric_csv
+from ._csv import is_missing, read_csv
 from ._encode import FeatureEncoder, Scaler
 from ._info import DataInfo, InputRows
 from ._labels import LabelCodec, plain
@@ -125,22 +125,15 @@ class Pipeline:
         if not columns:
             raise DataError(f"{path}: this model reads {self.info.kind} arrays, not CSV columns; give a .npy/.npz "
                             f"file{' or images' if self.reader['format'] == 'images' else ''}")
-        label = self.reader.get("label")
-        categorical = set(self.reader.get("categorical", []))
-        fast = None if categorical & set(columns) else read_numeric_csv(path, columns, label)
-        if fast is not None:   # plain numbers: no per-cell parsing (anything else reads as below)
-            table = Table(fast.path, list(columns), fast.values, lines=np.asarray(fast.lines), line_word="line")
-            table.values /= self.reader.get("divisor", 1.0)
-            labels = _cell_labels(fast.label) if fast.label is not None else None
-            return table, InputRows(list(range(len(table))), "row", labels)
         csv = read_csv(path)
         for name in columns:
             if name not in csv.header:
                 more = ", ..." if len(columns) > 8 else ""
                 raise DataError(f"{path}: column '{name}' is missing{did_you_mean(name, csv.header)}; the model "
                                 f"needs the training columns {', '.join(columns[:8])}{more}")
-        table = table_from_csv(csv, columns, categorical, None)
+        table = table_from_csv(csv, columns, set(self.reader.get("categorical", [])), None)
         table.values /= self.reader.get("divisor", 1.0)
+        label = self.reader.get("label")
         labels = _cell_labels(csv.column(label)) if label in csv.header else None
         return table, InputRows(list(range(len(table))), "row", labels)
 

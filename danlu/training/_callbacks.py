@@ -117,35 +117,16 @@ class Checkpointer:
         self.collect = collect  # () -> (model_state, state_dict), given by the loop
         self.best_name = None
         self._last_step_saved = None
-        self._writing = None   # the checkpoint write in flight (ck.BackgroundWrite)
 
     def save(self, state: State, is_best: bool = False) -> Path:
-        """Copy the run's state now and write it on a background thread (:class:`ck.BackgroundWrite`):
-        the fsynced, checksummed commit no longer stalls training. At most one write is in flight,
-        so a save first waits for the one before (and raises its error, a full disk say)."""
-        self.wait()
-        model_state, full = ck.snapshot(*self.collect())   # copies: the next step changes the live tensors
-        step = state.step
-        self._last_step_saved = step
+        model_state, full = self.collect()
+        path = ck.write_checkpoint(self.root, state.step, model_state, full)
+        self._last_step_saved = state.step
         if is_best and self.keep_best:
-            self.best_name = ck.checkpoint_name(step)
+            self.best_name = path.name
         keep = {self.best_name} if self.best_name else set()
-
-        def write() -> None:
-            ck.write_checkpoint(self.root, step, model_state, full)
-            ck.prune_checkpoints(self.root, self.keep_last, keep)
-
-        self._writing = ck.BackgroundWrite(write)
-        return self.root / ck.checkpoint_name(step)
-
-    def wait(self) -> None:
-        """Until the checkpoint in flight (if any) is on disk; raises the error its write met."""
-        writing, self._writing = self._writing, None
-        if writing is not None:
-            writing.wait()
-
-    def on_fit_end(self, state: State) -> None:
-        self.wait()   # the run's final files are written after every checkpoint is committed
+        ck.prune_checkpoints(self.root, self.keep_last, keep)
+        return path
 
     def on_batch_end(self, state: State) -> None:
         # only at an optimizer-step boundary: no half-accumulated gradients are in flight

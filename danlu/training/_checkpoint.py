@@ -26,7 +26,6 @@ import os
 import random
 import re
 import shutil
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -208,70 +207,6 @@ def _write_folder(tmp: Path, step: int, model_state: dict, state: dict, run_id: 
     _fsync_dir(tmp)
 
 
-def snapshot(model_state: dict, state: dict) -> tuple[dict, dict]:
-    """Own CPU copies of a checkpoint's content: every tensor cloned and every container copied,
-    so that the next training step may change the live weights, optimizer moments and history
-    while a :class:`BackgroundWrite` writes the copies."""
-    tensors: dict = {}
-    state_copy = join_tensors(split_tensors(state, tensors), tensors)
-    return {k: v.detach().to("cpu", copy=True) for k, v in model_state.items()}, state_copy
-
-
-_IN_FLIGHT: set = set()          # the BackgroundWrites of this process not finished yet
-_IN_FLIGHT_LOCK = threading.Lock()
-
-
-class BackgroundWrite:
-    """Run ``write()`` (a checkpoint's write and pruning) on a thread of its own, so that training
-    goes on while the files are written and fsynced; :meth:`wait` joins it and raises what the
-    write raised (a full disk is the same one-line ``StorageError`` as a write in the foreground).
-
-    The thread is not a daemon: a process that fails while a write is in flight finishes that
-    write before it exits, so the checkpoint lands whole or (killed) not at all: the rename is the
-    commit, as for a write in the foreground."""
-
-    def __init__(self, write):
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, args=(write,), name="danlu-checkpoint-writer")
-        with _IN_FLIGHT_LOCK:
-            _IN_FLIGHT.add(self)
-        self._thread.start()
-
-    def _run(self, write) -> None:
-        try:
-            write()
-        except BaseException as err:   # handed to the training thread by wait()
-            self._error = err
-        finally:
-            with _IN_FLIGHT_LOCK:
-                _IN_FLIGHT.discard(self)
-
-    def is_current(self) -> bool:
-        return self._thread is threading.current_thread()
-
-    def join(self) -> None:
-        if not self.is_current():
-            self._thread.join()
-
-    def wait(self) -> None:
-        self.join()
-        if self._error is not None:
-            error, self._error = self._error, None
-            raise error
-
-
-def wait_for_writes() -> None:
-    """Until every checkpoint this process is writing in the background is on disk (or failed:
-    the error is raised by the writer's owner, see ``Checkpointer.wait``). Listing checkpoints
-    waits so, so that a resume in the same process (after a training that raised) sees them all."""
-    with _IN_FLIGHT_LOCK:
-        pending = list(_IN_FLIGHT)
-    if any(writing.is_current() for writing in pending):
-        return   # a writer (pruning) waits for no other: two runs' writers would wait for each other
-    for writing in pending:
-        writing.join()
-
-
 def _kill_point(where: str) -> None:
     """Fault injection for the resume tests: DANLU_KILL_AT=before_rename:3 kills the process
     (SIGKILL, no clean-up) at the 3rd time that point is reached.
@@ -293,9 +228,7 @@ def _kill_point(where: str) -> None:
 
 
 def list_checkpoints(ckpt_root: Path) -> list[Path]:
-    """Finished checkpoint folders, oldest first (temporary folders of killed writes are ignored);
-    the writes still in flight in this process are waited for first."""
-    wait_for_writes()
+    """Finished checkpoint folders, oldest first (temporary folders of killed writes are ignored)."""
     if not ckpt_root.is_dir():
         return []
     found = [p for p in ckpt_root.iterdir() if p.is_dir() and p.name.startswith(CKPT_PREFIX)]
