@@ -183,12 +183,14 @@ def load_npy(path: Path, cfg) -> Loaded:
     return _from_npy(path, arrays[""], cfg)
 
 
-def _from_npy(path: Path, arr: np.ndarray, cfg) -> Loaded:
-    label = cfg["label"]
-    if arr.ndim != 2:
-        raise DataError(f"{path}: a .npy file must hold a 2-D table (rows x columns), got shape {arr.shape}; "
+def npy_columns(path: Path, shape: tuple, cfg) -> tuple[int, list[int], list[str], int]:
+    """A .npy table's label column, feature columns (data.label / data.features as indices) and
+    their names, checked against its shape — for loading it whole or streaming it."""
+    if len(shape) != 2:
+        raise DataError(f"{path}: a .npy file must hold a 2-D table (rows x columns), got shape {tuple(shape)}; "
                         f"use an .npz file with arrays X and y for other shapes")
-    width = arr.shape[1]
+    width = shape[1]
+    label = cfg["label"]
     if not isinstance(label, int) or isinstance(label, bool) or not -width <= label < width:
         raise DataError(f"{path}: for a .npy file data.label must be the index of the label column "
                         f"(0..{width - 1}, or -1 for the last), got {label!r}")
@@ -204,7 +206,11 @@ def _from_npy(path: Path, arr: np.ndarray, cfg) -> Loaded:
         idx = [f % width for f in features]
         if label in idx:
             raise DataError(f"{path}: label column {label} is also listed in data.features; remove it from data.features")
-    names = [f"col{j}" for j in idx]
+    return label, idx, [f"col{j}" for j in idx], width
+
+
+def _from_npy(path: Path, arr: np.ndarray, cfg) -> Loaded:
+    label, idx, names, width = npy_columns(path, arr.shape, cfg)
     table = table_from_arrays(str(path), arr[:, idx], arr[:, label], names)
     reader = {"format": "table", "columns": names, "label": None, "divisor": 1.0,
               "npy": {"features": idx, "label": label, "width": width}}

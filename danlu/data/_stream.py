@@ -29,7 +29,7 @@ from ._encode import FeatureEncoder, Scaler
 from ._info import DataInfo
 from ._labels import LabelCodec
 from ._pipeline import Pipeline
-from ._sources import kind_of, resolve_path
+from ._sources import kind_of, npy_columns, resolve_path
 from ._split import split_rows
 from ._table import FLOAT32_MAX, Table
 
@@ -386,27 +386,7 @@ def _column_selector(idx: list[int]):
 
 def _open_npy(path: Path, cfg) -> _Source:
     mapped = map_npy(path)
-    if len(mapped.shape) != 2:
-        raise DataError(f"{path}: a .npy file must hold a 2-D table (rows x columns), got shape {mapped.shape}; "
-                        f"use an .npz file with arrays X and y for other shapes")
-    width = mapped.shape[1]
-    label = cfg["label"]
-    if not isinstance(label, int) or isinstance(label, bool) or not -width <= label < width:
-        raise DataError(f"{path}: for a .npy file data.label must be the index of the label column "
-                        f"(0..{width - 1}, or -1 for the last), got {label!r}")
-    label %= width
-    features = cfg["features"]
-    if features is None:
-        idx = [j for j in range(width) if j != label]
-    else:
-        bad = [f for f in features if not isinstance(f, int) or not -width <= f < width]
-        if bad:
-            raise DataError(f"{path}: data.features must be column indices 0..{width - 1} for a .npy file, "
-                            f"got {bad[0]!r}")
-        idx = [f % width for f in features]
-        if label in idx:
-            raise DataError(f"{path}: label column {label} is also listed in data.features; remove it from data.features")
-    names = [f"col{j}" for j in idx]
+    label, idx, names, width = npy_columns(path, mapped.shape, cfg)
     reader = {"format": "table", "columns": names, "label": None, "divisor": 1.0,
               "npy": {"features": idx, "label": label, "width": width}}
     src = _Source(path, mapped, _column_selector(idx), None, (len(idx),), names, reader, "label")
