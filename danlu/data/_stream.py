@@ -19,7 +19,10 @@ import shutil
 import struct
 import tempfile
 import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -292,13 +295,76 @@ class StreamedArray:
 
 # --- the decision -----------------------------------------------------------------------------
 
-def _source_path(cfg, source_name: str) -> Path | None:
+@dataclass(frozen=True)
+class Streamer:
+    """A kind of source that can stay on disk. Each registers itself with :func:`register_streamer`;
+    ``wants_stream`` and ``prepare_streamed`` know nothing of the formats.
+
+    ``claims(cfg, source_name)`` -> the resolved path (or other handle) of a data section this
+    streamer reads, else None; ``open(handle, cfg)`` -> a :class:`StreamSource`;
+    ``size(handle, cfg)`` -> bytes the float32 features would take in memory (None: unknown, so
+    ``auto`` does not stream); ``refuse(cfg)`` -> why ``data.stream: true`` cannot stream this
+    section (None: it can; a refused section is read whole under ``auto``).
+    """
+
+    name: str
+    what: str   # what it streams, for messages: ".npy or .npz files (data.source: npy)"
+    claims: Callable[[Any, str], Any]
+    open: Callable[[Any, Any], "StreamSource"]
+    size: Callable[[Any, Any], int | None] = lambda handle, cfg: None
+    refuse: Callable[[Any], str | None] = lambda cfg: None
+
+
+STREAMERS: list[Streamer] = []
+
+
+def register_streamer(streamer: Streamer) -> Streamer:
+    """Add (or replace, by name) a kind of streamed source."""
+    STREAMERS[:] = [s for s in STREAMERS if s.name != streamer.name] + [streamer]
+    return streamer
+
+
+def streamer_for(cfg, source_name: str):
+    """(streamer, handle) of the first registered streamer claiming this data section, or (None, None)."""
+    for streamer in STREAMERS:
+        handle = streamer.claims(cfg, source_name)
+        if handle is not None:
+            return streamer, handle
+    return None, None
+
+
+def wants_stream(cfg, source_name: str, available: int | None = None) -> bool:
+    """Whether ``data.stream`` (true, false or auto) streams this data set."""
+    from ..models._budget import available_memory
+
+    choice = cfg.get("stream", "auto")
+    if choice is False:
+        return False
+    streamer, handle = streamer_for(cfg, source_name)
+    if choice is True:
+        if streamer is None:
+            kinds = "; ".join(s.what for s in STREAMERS)
+            raise RecipeError(f"{source_name}: data.stream: true reads {kinds}; this data set "
+                              f"(data.source: {cfg['source']}) is read whole: set data.stream: auto or false")
+        why = streamer.refuse(cfg)
+        if why is not None:
+            raise RecipeError(f"{source_name}: {why}")
+        return True
+    if streamer is None or streamer.refuse(cfg) is not None:
+        return False
+    size = streamer.size(handle, cfg)
+    free = available_memory() if available is None else available
+    return size is not None and free is not None and size > MEMORY_SHARE * free
+
+
+def _npy_claims(cfg, source_name: str) -> Path | None:
     if cfg["source"] != "npy" or cfg["path"] is None:
         return None
-    return resolve_path(cfg["path"], source_name)
+    path = resolve_path(cfg["path"], source_name)
+    return path if path.suffix in (".npy", ".npz") else None
 
 
-def _feature_size(path: Path, cfg) -> int | None:
+def _npy_size(path: Path, cfg) -> int | None:
     """Bytes the float32 features would take in memory, from the file's header alone."""
     try:
         if path.suffix == ".npy":
@@ -315,42 +381,43 @@ def _feature_size(path: Path, cfg) -> int | None:
     return None
 
 
-def wants_stream(cfg, source_name: str, available: int | None = None) -> bool:
-    """Whether ``data.stream`` (true, false or auto) streams this data set."""
-    from ..models._budget import available_memory
+def _npy_refuse(cfg) -> str | None:
+    if cfg["task"] == "multilabel":
+        return "data.stream: true does not read multi-label .npy data yet; set data.stream: false"
+    if cfg["impute"] not in ("none", "drop"):
+        return (f"data.impute: {cfg['impute']} needs the data in memory; with data.stream: true fill the "
+                f"missing cells in beforehand, or set data.stream: false")
+    return None
 
-    choice = cfg.get("stream", "auto")
-    if choice is False:
-        return False
-    path = _source_path(cfg, source_name)
-    if choice is True:
-        if path is None or path.suffix not in (".npy", ".npz"):
-            raise RecipeError(f"{source_name}: data.stream: true reads .npy or .npz files (data.source: npy); "
-                              f"this data set is read whole: set data.stream: auto or false")
-        if cfg["task"] == "multilabel":
-            raise RecipeError(f"{source_name}: data.stream: true does not read multi-label data yet; "
-                              f"set data.stream: false")
-        if cfg["impute"] not in ("none", "drop"):
-            raise RecipeError(f"{source_name}: data.impute: {cfg['impute']} needs the data in memory; with "
-                              f"data.stream: true fill the missing cells in beforehand, or set data.stream: false")
-        return True
-    if (path is None or path.suffix not in (".npy", ".npz") or cfg["impute"] not in ("none", "drop")
-            or cfg["task"] == "multilabel"):
-        return False
-    size = _feature_size(path, cfg)
-    free = available_memory() if available is None else available
-    return size is not None and free is not None and size > MEMORY_SHARE * free
+
+def _npy_open(path: Path, cfg) -> "StreamSource":
+    if path.is_dir():
+        raise DataError(f"{path}: is a directory, expected a .npy or .npz file")
+    return _open_npz(path, cfg) if path.suffix == ".npz" else _open_npy(path, cfg)
 
 
 # --- streamed preparation ---------------------------------------------------------------------
 
-class _Source:
-    """What a streamed file gives: the mapped features, the labels (in memory) and the reader."""
+class StreamSource:
+    """What a streamed source gives: its rows on disk, the labels (in memory) and the reader.
+
+    ``mapped`` reads raw rows: ``len()``, ``row_bytes``, ``range(lo, hi)`` and ``take(sorted_rows)``
+    (:class:`MappedArray` for a file of numbers; another streamer may decode rows as it reads them);
+    ``columns`` picks the feature columns of a raw row (None: all); ``labels`` is one label per row;
+    ``shape`` the per-sample shape; ``names`` the feature names; ``reader`` the pipeline's reader
+    (how ``predict`` reads new input); ``label_name`` names the labels in messages.
+    """
 
     def __init__(self, path, mapped, columns, labels, shape, names, reader, label_name):
         self.path, self.mapped, self.columns, self.labels = path, mapped, columns, labels
         self.shape, self.names, self.reader, self.label_name = shape, names, reader, label_name
         self.label_column = None   # a .npy table: the labels are this column, read by check_pass
+
+    def fit_encoder(self, train_rows: np.ndarray, cfg) -> FeatureEncoder:
+        """The feature encoder, fitted on the training rows (a source with categorical columns or
+        imputed cells fits them here); its ``cardinalities()`` are left unscaled. Rows read from
+        ``mapped`` are already encoded: the encoder is what ``predict`` applies to new input."""
+        return FeatureEncoder(cfg["impute"], {}, None)
 
     def check_pass(self) -> None:
         """One pass over every row: refuse values no model can use (as in memory, on all rows) and,
@@ -384,17 +451,17 @@ def _column_selector(idx: list[int]):
     return np.asarray(idx)
 
 
-def _open_npy(path: Path, cfg) -> _Source:
+def _open_npy(path: Path, cfg) -> StreamSource:
     mapped = map_npy(path)
     label, idx, names, width = npy_columns(path, mapped.shape, cfg)
     reader = {"format": "table", "columns": names, "label": None, "divisor": 1.0,
               "npy": {"features": idx, "label": label, "width": width}}
-    src = _Source(path, mapped, _column_selector(idx), None, (len(idx),), names, reader, "label")
+    src = StreamSource(path, mapped, _column_selector(idx), None, (len(idx),), names, reader, "label")
     src.label_column = label   # read in the pass that checks the values (it touches every page anyway)
     return src
 
 
-def _open_npz(path: Path, cfg) -> _Source:
+def _open_npz(path: Path, cfg) -> StreamSource:
     features = cfg["features"] or ["X"]
     if len(features) != 1:
         raise DataError(f"{path}: for an .npz file data.features names one array key, got {features}")
@@ -428,10 +495,10 @@ def _open_npz(path: Path, cfg) -> _Source:
     names = flat if len(X_shape) == 2 else [f"channel{i}" for i in range(shape[-1] if len(X_shape) == 3 else shape[0])]
     reader = {"format": "table", "columns": flat if len(X_shape) == 2 else None, "label": None, "divisor": 1.0,
               "npz": {"features": fkey, "label": lkey}}
-    return _Source(path, mapped, None, y, shape, names, reader, lkey)
+    return StreamSource(path, mapped, None, y, shape, names, reader, lkey)
 
 
-def _sample_shape(src: _Source, shape_cfg) -> tuple[int, ...]:
+def _sample_shape(src: StreamSource, shape_cfg) -> tuple[int, ...]:
     if shape_cfg is None:
         return tuple(src.shape)
     shape = tuple(int(s) for s in shape_cfg)
@@ -442,7 +509,7 @@ def _sample_shape(src: _Source, shape_cfg) -> tuple[int, ...]:
     return shape
 
 
-def _checked_labels(src: _Source, cfg) -> tuple[LabelCodec, np.ndarray]:
+def _checked_labels(src: StreamSource, cfg) -> tuple[LabelCodec, np.ndarray]:
     """Labels checked and encoded as in memory: missing and infinite labels refused."""
     table = Table(str(src.path), [], np.empty((len(src.labels), 0)), {}, src.labels, None, "row")
     missing = table.label_missing()
@@ -457,7 +524,7 @@ def _checked_labels(src: _Source, cfg) -> tuple[LabelCodec, np.ndarray]:
     return codec, codec.encode(src.labels)
 
 
-def _bad_values(src: _Source, block: np.ndarray, idx: np.ndarray) -> None:
+def _bad_values(src: StreamSource, block: np.ndarray, idx: np.ndarray) -> None:
     """Missing (NaN), infinite or beyond-float32 values: one line naming the column and the first row."""
     if block.dtype.kind != "f":
         return
@@ -476,8 +543,8 @@ def _bad_values(src: _Source, block: np.ndarray, idx: np.ndarray) -> None:
                     f"fix the file, or set data.stream: false to use data.impute")
 
 
-def fit_streamed_scaler(src: _Source, train_rows: np.ndarray, shape: tuple[int, ...], mode: str,
-                        axis: int) -> Scaler:
+def fit_streamed_scaler(src: StreamSource, train_rows: np.ndarray, shape: tuple[int, ...], mode: str,
+                        axis: int, skip=()) -> Scaler:
     """Scaler.fit over the training rows in chunks: float64 per chunk, combined (Chan et al.)."""
     channels = (len(train_rows), *shape)[axis]
     count, mean, m2 = 0, np.zeros(channels), np.zeros(channels)
@@ -502,6 +569,8 @@ def fit_streamed_scaler(src: _Source, train_rows: np.ndarray, shape: tuple[int, 
     elif mode == "normalize":
         shift, div = lo, hi - lo
     div = np.where(div > 0, div, 1.0)
+    for j in skip:   # category codes are not scaled (as Scaler.fit)
+        shift[j], div[j] = 0.0, 1.0
     return Scaler(mode, axis, torch.tensor(shift, dtype=torch.float32), torch.tensor(div, dtype=torch.float32))
 
 
@@ -509,15 +578,12 @@ def prepare_streamed(cfg, seed: int, source_name: str, rows: dict | None = None)
     """``prepare`` for a streamed .npy / .npz file: labels in memory, features left on disk."""
     from ._prepare import Prepared, _check_augment
 
-    path = resolve_path(cfg["path"], source_name)
-    if path.is_dir():
-        raise DataError(f"{path}: is a directory, expected a .npy or .npz file")
-    if path.suffix == ".npz":
-        src = _open_npz(path, cfg)
-    elif path.suffix == ".npy":
-        src = _open_npy(path, cfg)
-    else:
-        raise DataError(f"{path}: data.source npy reads .npy or .npz files; got '{path.suffix}'")
+    streamer, handle = streamer_for(cfg, source_name)
+    if streamer is None:
+        raise RecipeError(f"{source_name}: this data set (data.source: {cfg['source']}) cannot be streamed; "
+                          f"set data.stream: auto or false")
+    src = streamer.open(handle, cfg)
+    path = src.path
     shape = _sample_shape(src, cfg["shape"])
     kind = kind_of(shape)
     _check_augment(cfg["augment"], kind, source_name)
@@ -534,14 +600,19 @@ def prepare_streamed(cfg, seed: int, source_name: str, rows: dict | None = None)
         if "train" not in rows:
             raise DataError(f"{where}: no training rows were given")
 
-    encoder = FeatureEncoder(cfg["impute"], {}, None)
-    scaler = fit_streamed_scaler(src, rows["train"], shape, cfg["scale"], 2 if kind == "sequence" else 1)
+    encoder = src.fit_encoder(rows["train"], cfg)
+    skip = [j for j, _ in encoder.cardinalities()]
+    scaler = fit_streamed_scaler(src, rows["train"], shape, cfg["scale"], 2 if kind == "sequence" else 1, skip)
     info = DataInfo(task=codec.task, kind=kind, input_shape=shape,
                     n_classes=len(codec.classes) if codec.task == "classification" else None,
-                    classes=codec.classes, feature_names=src.names, categorical=[], n_targets=codec.n_targets)
+                    classes=codec.classes, feature_names=src.names, categorical=encoder.cardinalities(),
+                    n_targets=codec.n_targets)
     pipeline = Pipeline(info, src.reader, encoder, scaler, codec, dict(cfg["augment"]))
     y_all = torch.from_numpy(y)
     splits = {name: (StreamedArray(src.mapped, np.asarray(idx, dtype=np.int64), src.columns, shape, scaler),
                      y_all[torch.from_numpy(np.asarray(idx, dtype=np.int64))])
               for name, idx in rows.items()}
     return Prepared(info, splits, pipeline)
+
+
+register_streamer(Streamer("npy", ".npy or .npz files (data.source: npy)", _npy_claims, _npy_open, _npy_size, _npy_refuse))
