@@ -575,15 +575,21 @@ def fit_streamed_scaler(src: StreamSource, train_rows: np.ndarray, shape: tuple[
 
 
 def prepare_streamed(cfg, seed: int, source_name: str, rows: dict | None = None):
-    """``prepare`` for a streamed .npy / .npz file: labels in memory, features left on disk."""
-    from ._prepare import Prepared, _check_augment
-
+    """``prepare`` for a streamed source: labels in memory, features left on disk."""
     streamer, handle = streamer_for(cfg, source_name)
     if streamer is None:
         raise RecipeError(f"{source_name}: this data set (data.source: {cfg['source']}) cannot be streamed; "
                           f"set data.stream: auto or false")
-    src = streamer.open(handle, cfg)
+    return prepare_source(streamer.open(handle, cfg), cfg, seed, rows, source_name)
+
+
+def prepare_source(src: StreamSource, cfg, seed: int, rows: dict | None = None, source_name: str | None = None):
+    """The rest of ``prepare`` for any opened :class:`StreamSource`: values checked in one pass,
+    labels encoded, the seeded split, the encoder and scaler fitted on the training rows."""
+    from ._prepare import Prepared, _check_augment
+
     path = src.path
+    source_name = source_name or str(path)
     shape = _sample_shape(src, cfg["shape"])
     kind = kind_of(shape)
     _check_augment(cfg["augment"], kind, source_name)
