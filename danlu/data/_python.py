@@ -11,18 +11,25 @@ predict time; arrays and Datasets give a pipeline that reads arrays (``.npy`` / 
 """
 from __future__ import annotations
 
+import atexit
+import hashlib
+import math
+import shutil
+import tempfile
 import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from ..errors import DataError, UserError, did_you_mean
+from .._validate import Node
+from ..errors import DataError, RecipeError, UserError, did_you_mean
 from ._csv import is_missing
 from ._info import InputRows
 from ._pipeline import Pipeline, _cell_labels, _column_names, _label_list
 from ._prepare import Prepared, _config, prepare_loaded
 from ._sources import Loaded, kind_of
+from ._stream import CHUNK_BYTES, MEMORY_SHARE, MappedArray, StreamSource, _bad_values, prepare_source
 from ._table import (MULTILABEL_FIX, NUMERIC_SHARE, Table, categorical_columns, check_finite, choose_columns,
                      numeric_share, parse_categorical, table_from_arrays)
 
@@ -33,7 +40,7 @@ WHAT = ("NumPy arrays (X, y), a pandas DataFrame with the label column, a torch 
 
 
 def prepare_python(data, data_cfg, seed: int, source: str = "recipe", *, rows: dict | None = None,
-                   batch_size: int | None = None) -> Prepared:
+                   batch_size: int | None = None, fingerprint: dict | None = None) -> Prepared:
     """Check, split and transform data given as Python objects into what :func:`danlu.data.prepare`
     returns for a recipe's own source (same fields, same split function, a savable pipeline).
 
@@ -44,27 +51,43 @@ def prepare_python(data, data_cfg, seed: int, source: str = "recipe", *, rows: d
       DataFrame with the Series as its label column;
     * a pandas DataFrame: features and label are columns, chosen and typed as for a CSV file;
     * a map-style ``torch.utils.data.Dataset`` whose items are ``(x, y)`` pairs: read once, item by
-      item, into tensors in memory (streaming a Dataset that does not fit is not supported yet, and an
-      ``IterableDataset`` is refused);
+      item, into tensors in memory; or, streamed (``data.stream: true``, or ``auto`` when its float32
+      features would take more than a share of the free memory), its labels read in one pass and
+      its items read by index batch by batch (:func:`dataset_source`);
+    * a ``torch.utils.data.IterableDataset`` of ``(x, y)`` pairs: read once in order, into memory, or
+      (streamed) into a cache file of danlu's own that the run then reads batch by batch;
     * a ``torch.utils.data.DataLoader``: its ``dataset`` is used as above. Its sampler and batch size
       are not: the recipe's seed splits and shuffles, and ``train.batch_size`` batches (pass it as
       ``batch_size`` to be warned when the loader's differs).
 
     ``data_cfg`` is the recipe's ``data`` section; its ``source``, ``name`` and ``path`` are not used.
-    ``rows`` replaces the seeded split, as in :func:`~danlu.data.prepare`.
+    ``rows`` replaces the seeded split, as in :func:`~danlu.data.prepare`. ``fingerprint`` (the
+    resume of a run trained on a streamed Dataset): the run's record of that data
+    (``reader['python']['fingerprint']``, see :class:`DatasetSource`); the data streams again and other
+    data is refused.
     """
     cfg = _config(data_cfg, source)
-    return prepare_loaded(load_python(data, cfg, batch_size), cfg, seed, source, rows)
+    if fingerprint is not None:   # the run streamed this data: so does its resume (the same statistics)
+        if not isinstance(data, (torch.utils.data.Dataset, torch.utils.data.DataLoader)):
+            raise UserError(f"data: this run was trained on a streamed Dataset; pass that Dataset again, "
+                            f"not a {type(data).__name__}")
+        cfg = Node({**cfg, "stream": True})
+    loaded = load_python(data, cfg, batch_size, stream=True)
+    if isinstance(loaded, DatasetSource):   # a Dataset that stays where it is, read batch by batch
+        loaded.expected = fingerprint
+        return prepare_source(loaded, cfg, seed, rows, source)
+    return prepare_loaded(loaded, cfg, seed, source, rows)
 
 
-def load_python(data, cfg, batch_size: int | None = None) -> Loaded:
-    """The table and reader of data given as Python objects (see :func:`prepare_python`)."""
+def load_python(data, cfg, batch_size: int | None = None, stream: bool = False) -> Loaded | DatasetSource:
+    """The table and reader of data given as Python objects (see :func:`prepare_python`); with
+    ``stream``, a Dataset that ``data.stream`` streams comes back as a :class:`StreamSource`."""
     if _is_frame(data):
         return _from_frame(data, cfg)
     if isinstance(data, torch.utils.data.DataLoader):
-        return _from_loader(data, batch_size)
+        return _from_loader(data, batch_size, cfg if stream else None)
     if isinstance(data, torch.utils.data.Dataset):
-        return _from_dataset(data)
+        return _from_dataset(data, None, cfg if stream else None)
     if isinstance(data, (tuple, list)) and len(data) == 2:
         X, y = data
         if _is_frame(X):
@@ -148,44 +171,277 @@ def _numeric_features(X: np.ndarray, where: str) -> np.ndarray:
 
 # --- torch Datasets and DataLoaders -----------------------------------------------------------
 
-def _from_loader(loader, batch_size: int | None) -> Loaded:
+def _from_loader(loader, batch_size: int | None, cfg=None) -> Loaded | StreamSource:
     dataset = loader.dataset
     if batch_size is not None and loader.batch_size not in (None, batch_size):
         warnings.warn(f"the DataLoader's batch_size {loader.batch_size} is not used: danlu splits and shuffles "
                       f"its dataset by the recipe's seed and batches by train.batch_size ({batch_size})",
                       UserWarning, stacklevel=3)
-    return _from_dataset(dataset, {"type": "DataLoader", "batch_size": loader.batch_size})
+    return _from_dataset(dataset, {"type": "DataLoader", "batch_size": loader.batch_size}, cfg)
 
 
-def _from_dataset(dataset, about: dict | None = None) -> Loaded:
-    where = f"Dataset {type(dataset).__name__}"
+def _from_dataset(dataset, about: dict | None = None, cfg=None) -> Loaded | StreamSource:
+    """A Dataset's items as a table in memory; or, when ``cfg`` (the data section) is given and its
+    ``stream`` says so, a :class:`DatasetSource` that reads them where they are."""
+    items = _Items(f"Dataset {type(dataset).__name__}")
+    about = {"type": "Dataset", "class": type(dataset).__name__, **(about or {})}
     if isinstance(dataset, torch.utils.data.IterableDataset):
-        raise UserError(f"{where} is an IterableDataset; danlu reads map-style Datasets (len() and [i]) for now "
-                        f"— give a map-style Dataset or arrays")
+        return _from_iterable(dataset, items, about, cfg)
     try:
         n = len(dataset)
     except TypeError:
-        raise UserError(f"{where} has no len(); give a map-style Dataset (with __len__ and __getitem__)") from None
+        raise UserError(f"{items.where} has no len(); give a map-style Dataset (with __len__ and __getitem__) "
+                        f"or an IterableDataset") from None
     if n == 0:
-        raise DataError(f"{where}: no items; the data set is empty")
+        raise DataError(f"{items.where}: no items; the data set is empty")
+    if cfg is not None:
+        x, _ = items.check(0, dataset[0])
+        if _streams(cfg, items.where, n * max(1, x.size) * 4):
+            return dataset_source(dataset, items, about)
     xs, ys = [], []
     for i in range(n):
-        item = dataset[i]
-        if not isinstance(item, (tuple, list)) or len(item) != 2:
-            got = f"a {type(item).__name__}" + (f" of {len(item)}" if isinstance(item, (tuple, list)) else "")
-            raise DataError(f"{where}: item {i} is {got}, not an (x, y) pair; make __getitem__ return "
-                            f"(features, label)")
-        x, y = (_as_array(v, where, f"item {i}") for v in item)
-        if xs and x.shape != xs[0].shape:
-            raise DataError(f"{where}: item {i} has x of shape {x.shape} but item 0 has {xs[0].shape}; every "
-                            f"item needs the same shape (pad, crop or resize them)")
-        if ys and y.shape != ys[0].shape:
-            raise DataError(f"{where}: item {i} has y of shape {y.shape} but item 0 has {ys[0].shape}; give "
-                            f"every item a label of the same shape")
+        x, y = items.check(i, dataset[i])
         xs.append(x)
         ys.append(y)
-    about = {"type": "Dataset", "class": type(dataset).__name__, **(about or {})}
-    return _from_arrays(np.stack(xs), _stack_labels(ys), where, about)
+    return _from_arrays(np.stack(xs), _stack_labels(ys), items.where, about)
+
+
+class _Items:
+    """Checks a Dataset's items one by one: ``(x, y)`` pairs with the shapes of item 0."""
+
+    def __init__(self, where: str):
+        self.where = where
+        self.x_shape = self.y_shape = None
+
+    def check(self, i: int, item) -> tuple[np.ndarray, np.ndarray]:
+        if not isinstance(item, (tuple, list)) or len(item) != 2:
+            got = f"a {type(item).__name__}" + (f" of {len(item)}" if isinstance(item, (tuple, list)) else "")
+            raise DataError(f"{self.where}: item {i} is {got}, not an (x, y) pair; make __getitem__ return "
+                            f"(features, label)")
+        x, y = (_as_array(v, self.where, f"item {i}") for v in item)
+        if self.x_shape is None:
+            self.x_shape, self.y_shape = x.shape, y.shape
+        if x.shape != self.x_shape:
+            raise DataError(f"{self.where}: item {i} has x of shape {x.shape} but item 0 has {self.x_shape}; every "
+                            f"item needs the same shape (pad, crop or resize them)")
+        if y.shape != self.y_shape:
+            raise DataError(f"{self.where}: item {i} has y of shape {y.shape} but item 0 has {self.y_shape}; give "
+                            f"every item a label of the same shape")
+        return x, y
+
+    def row_shape(self) -> tuple[int, ...]:
+        """The per-sample shape of the x's, as :func:`_from_arrays` makes it (a number: one feature)."""
+        shape = tuple(self.x_shape) or (1,)
+        if len(shape) > 3 or len(self.y_shape) > 1:
+            raise DataError(f"{self.where}: each x must be (F,), (T, F) or (C, H, W) and each y a label or (k,); got "
+                            f"{tuple(self.x_shape)} and {tuple(self.y_shape)}")
+        return shape
+
+    def row(self, x: np.ndarray) -> np.ndarray:
+        """One x as a float32 row of :meth:`row_shape` (numbers only, as in memory)."""
+        return np.asarray(_numeric_features(x, self.where), dtype=np.float32).reshape(self.row_shape())
+
+    def labels(self, ys: list[np.ndarray]) -> np.ndarray:
+        """The labels of every item, as :func:`_from_arrays` keeps them."""
+        y = _stack_labels(ys)
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = y[:, 0]
+        return y.astype(object) if y.dtype.kind not in "fiub" else y
+
+
+# --- streamed Datasets ------------------------------------------------------------------------
+
+def _stream_refused(cfg) -> str | None:
+    if cfg["task"] == "multilabel":
+        return "data.stream: true does not read multi-label Datasets yet; set data.stream: false"
+    if cfg["impute"] not in ("none", "drop"):
+        return (f"data.impute: {cfg['impute']} needs the data in memory; with data.stream: true give items "
+                f"without missing values, or set data.stream: false")
+    return None
+
+
+def _streams(cfg, where: str, nbytes: int | None) -> bool:
+    """Whether ``data.stream`` streams a Dataset whose float32 features take ``nbytes`` (None: not
+    known yet): true always, auto when they exceed MEMORY_SHARE of the free memory."""
+    choice = cfg["stream"]
+    if choice is False:
+        return False
+    why = _stream_refused(cfg)
+    if choice is True:
+        if why is not None:
+            raise RecipeError(f"{where}: {why}")
+        return True
+    if why is not None or nbytes is None:
+        return False
+    return nbytes > _stream_limit()
+
+
+def _stream_limit() -> float:
+    """Bytes of float32 features ``data.stream: auto`` keeps in memory (inf: free memory unknown)."""
+    from ..models import _budget
+
+    free = _budget.available_memory()   # looked up when called, so that tests can set it
+    return math.inf if free is None else MEMORY_SHARE * free
+
+
+class DatasetRows:
+    """The x's of a map-style Dataset as float32 rows, read by index when asked: ``mapped`` of a
+    :class:`DatasetSource` (``dataset[i]`` checked as in memory on every read)."""
+
+    dtype = np.dtype(np.float32)
+
+    def __init__(self, dataset, items: _Items):
+        self.dataset, self.items, self.path = dataset, items, items.where
+        self.row_shape = items.row_shape()
+        self.shape = (len(dataset), *self.row_shape)
+        self.row_bytes = math.prod(self.row_shape) * 4
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def range(self, lo: int, hi: int) -> np.ndarray:
+        return self.take(np.arange(lo, hi))
+
+    def take(self, rows: np.ndarray) -> np.ndarray:
+        return self.read(rows)[0]
+
+    def read(self, rows: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
+        """The rows' x's (float32) and their labels."""
+        out = np.empty((len(rows), *self.row_shape), np.float32)
+        ys = []
+        for k, i in enumerate(rows):
+            x, y = self.items.check(int(i), self.dataset[int(i)])
+            out[k] = self.items.row(x)
+            ys.append(y)
+        return out, ys
+
+
+class DatasetSource(StreamSource):
+    """A streamed Dataset: ``mapped`` reads a map-style Dataset's items by index, or the cache file an
+    IterableDataset was written to. The check pass reads every item once (and, for a map-style
+    Dataset, collects the labels), then records a fingerprint of the data in the reader
+    (``reader['python']['fingerprint']``: a checksum of the labels and of a sample of items), which
+    a resumed run compares with the data it is given again (``expected``)."""
+
+    expected: dict | None = None
+
+    def check_pass(self) -> None:
+        where = self.path
+        if self.expected is not None and self.expected.get("items") != self._items_digest():
+            raise DataError(f"{where}: is not the data this run was trained on (its items differ); pass the same "
+                            f"Dataset, with its items in the same order")
+        if self.labels is None:   # map-style: the labels are read in the pass that checks the values
+            ys = []
+            step = max(1, CHUNK_BYTES // max(1, self.mapped.row_bytes))
+            for lo in range(0, len(self.mapped), step):
+                idx = np.arange(lo, min(len(self.mapped), lo + step))
+                block, got = self.mapped.read(idx)
+                _bad_values(self, block, idx)
+                ys += got
+            self.labels = self.mapped.items.labels(ys)
+        else:
+            super().check_pass()
+        digest = {"items": self._items_digest(), "labels": _labels_digest(self.labels)}
+        if self.expected is not None and self.expected.get("labels") != digest["labels"]:
+            raise DataError(f"{where}: is not the data this run was trained on (its labels differ); pass the same "
+                            f"Dataset, with its items in the same order")
+        self.reader["python"]["fingerprint"] = digest
+
+    def _items_digest(self) -> str:
+        """A checksum of the number of items, their shape and the x's of up to 16 items spread evenly."""
+        n = len(self.mapped)
+        sample = np.unique(np.linspace(0, n - 1, min(n, 16)).round().astype(np.int64))
+        h = hashlib.sha256(f"{n} {tuple(self.mapped.shape[1:])}".encode())
+        h.update(np.ascontiguousarray(self.mapped.take(sample), dtype=np.float32).tobytes())
+        return h.hexdigest()
+
+
+def _labels_digest(labels: np.ndarray) -> str:
+    h = hashlib.sha256(f"{labels.dtype.str} {labels.shape}".encode())
+    if labels.dtype == object:
+        h.update("\x1f".join(repr(v) for v in labels.tolist()).encode())
+    else:
+        h.update(np.ascontiguousarray(labels).tobytes())
+    return h.hexdigest()
+
+
+def _source(mapped, labels, shape: tuple[int, ...], about: dict, where: str) -> DatasetSource:
+    flat = [f"x{i}" for i in range(math.prod(shape))]
+    names = flat if len(shape) == 1 else [f"channel{i}" for i in range(shape[-1] if len(shape) == 2 else shape[0])]
+    reader = {"format": "table", "columns": flat if len(shape) == 1 else None, "label": None, "divisor": 1.0,
+              "python": {**about, "rows": len(mapped)}}
+    return DatasetSource(where, mapped, None, labels, shape, names, reader, "label")
+
+
+def dataset_source(dataset, items: _Items, about: dict) -> DatasetSource:
+    """A map-style Dataset read where it is: items by index, labels collected by the check pass."""
+    mapped = DatasetRows(dataset, items)
+    return _source(mapped, None, mapped.row_shape, about, items.where)
+
+
+def _from_iterable(dataset, items: _Items, about: dict, cfg) -> Loaded | DatasetSource:
+    """An IterableDataset, read once in order. Its x's are kept in memory, or (streamed) written as
+    float32 rows to a cache file of danlu's own (removed when the process ends), which the run then
+    reads by row like a .npy file: so a streamed IterableDataset is shuffled by the seed and resumes
+    exactly. ``data.stream: auto`` keeps the items in memory until they pass the share of free
+    memory a data set may take, then moves them to the cache."""
+    limit = None   # bytes of features kept in memory before they move to the cache (None: never)
+    if cfg is not None and _streams(cfg, items.where, None):   # data.stream: true
+        limit = -1
+    elif cfg is not None and cfg["stream"] == "auto" and _stream_refused(cfg) is None:
+        limit = _stream_limit()
+    xs, ys, cache, nbytes = [], [], None, 0
+    try:
+        for i, item in enumerate(dataset):
+            x, y = items.check(i, item)
+            ys.append(y)
+            if cache is not None:
+                cache.write(items.row(x))
+                continue
+            xs.append(x)
+            nbytes += max(1, x.size) * 4
+            if limit is not None and nbytes > limit:
+                cache = _Cache(items)
+                for kept in xs:
+                    cache.write(items.row(kept))
+                xs = []
+        if not ys:
+            raise DataError(f"{items.where}: no items; the data set is empty")
+        if cache is None:
+            return _from_arrays(np.stack(xs), _stack_labels(ys), items.where, about)
+        mapped = cache.close(len(ys))
+    except BaseException:
+        if cache is not None:
+            cache.remove()
+        raise
+    return _source(mapped, items.labels(ys), mapped.row_shape, about, items.where)
+
+
+class _Cache:
+    """float32 rows written one after another to a file in a temporary folder of danlu's own, removed
+    when the process ends (as the extracted members of compressed .npz files: danlu.data._stream)."""
+
+    def __init__(self, items: _Items):
+        from . import _stream
+
+        self.row_shape = items.row_shape()
+        self.folder = Path(tempfile.mkdtemp(prefix="danlu-stream-"))
+        if not _stream._CACHES:
+            atexit.register(_stream._remove_caches)
+        _stream._CACHES.append(self.folder)
+        self.path = self.folder / "rows.f32"
+        self.file = open(self.path, "wb")
+
+    def write(self, row: np.ndarray) -> None:
+        self.file.write(row.tobytes())
+
+    def close(self, n: int) -> MappedArray:
+        self.file.close()
+        return MappedArray(self.path, 0, (n, *self.row_shape), np.dtype(np.float32), False)
+
+    def remove(self) -> None:
+        self.file.close()
+        shutil.rmtree(self.folder, ignore_errors=True)
 
 
 def _stack_labels(ys: list[np.ndarray]) -> np.ndarray:

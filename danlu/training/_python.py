@@ -6,6 +6,10 @@ monitors), and such a run saves, resumes, evaluates and predicts like any other:
   checks, seeded split and pipeline (danlu.data._python); the run's recipe says ``data.source:
   python`` and the run keeps its split tensors (``data.safetensors``, checksummed), so resume and
   eval need nothing but the folder, and predict reads arrays or DataFrames (or files, via the pipeline).
+  A streamed Dataset (``data.stream``) is not kept — that is the point of streaming it: the run keeps
+  its split's item numbers (``data.rows.safetensors``) and, in its pipeline's reader, a fingerprint of
+  the data (labels and a sample of items), and ``danlu.resume(run, data=dataset)`` is given the
+  Dataset again, checked against the fingerprint; without it resume and eval refuse in one line.
 * ``model`` (an ``nn.Module`` instance) cannot be rebuilt from a folder: the run's recipe says
   ``model: {kind: python, class: package.Class}``, and verbs that need the network are given it
   again (``danlu.resume(run, model=Net())``, ``danlu.evaluate(run, model=Net())``,
@@ -31,6 +35,8 @@ from ._runs import Run
 
 PYTHON = "python"            # data.source and model.kind of runs given Python objects
 DATA_FILE = "data.safetensors"
+ROWS_FILE = "data.rows.safetensors"   # a streamed Dataset's split: its item numbers per split
+SPLITS = ("train", "validation", "test")
 
 
 def python_objects(**given) -> dict:
@@ -88,13 +94,16 @@ def train_with_objects(recipe: Recipe, run_dir, objects: dict, *, overwrite: boo
 
 
 def resume_with_model(run_dir: Path, recipe: Recipe, model, checkpoint, *, progress, callbacks,
-                      force_foreign_checkpoint: bool) -> Run:
+                      force_foreign_checkpoint: bool, data=None) -> Run:
+    """Resume a run given its Python model (``model``) and/or its streamed Dataset (``data``) again."""
     from .._extras import check_extras
 
-    _check_model(model)
+    if model is not None:
+        _check_model(model)
     check_extras(recipe)
-    return PythonRuns().resume(run_dir, recipe, checkpoint, progress=progress, callbacks=list(callbacks or ()),
-                               force_foreign_checkpoint=force_foreign_checkpoint, objects={"model": model})
+    return PythonRuns(data).resume(run_dir, recipe, checkpoint, progress=progress, callbacks=list(callbacks or ()),
+                                   force_foreign_checkpoint=force_foreign_checkpoint,
+                                   objects={"model": model} if model is not None else {})
 
 
 def predict_objects(run_dir: Path, X, *, quantized=None, model=None):
@@ -124,18 +133,62 @@ def predict_objects(run_dir: Path, X, *, quantized=None, model=None):
     return np.asarray([a.get("prediction") if "prediction" in a else list(a.values()) for a in answers])
 
 
+def _streamed(prepared) -> bool:
+    from ..data._stream import StreamedArray
+
+    return isinstance(prepared.splits["train"][0], StreamedArray)
+
+
 class PythonRuns(NeuralRuns):
     """Runs whose data or model came from Python objects (see the module docstring)."""
 
     name = "python"
 
+    def __init__(self, data=None):
+        self.data = data   # a streamed run's Dataset, given again (danlu.resume(run, data=...))
+
     def prepare_data(self, recipe: Recipe, run_dir: Path | None = None, rows: dict | None = None):
         if recipe.data.source != PYTHON:
+            if self.data is not None:
+                raise UserError(f"{run_dir or recipe.source}: data= is for runs trained on a streamed Dataset; this "
+                                f"run reads data.source: {recipe.data.source} itself — resume it without data=")
             return super().prepare_data(recipe, run_dir, rows)
+        if run_dir is not None and (Path(run_dir) / ROWS_FILE).is_file():
+            return self._streamed_data(Path(run_dir), recipe)
         if run_dir is None or not (Path(run_dir) / DATA_FILE).is_file():
             raise UserError(f"{recipe.source}: data.source: python means rows given to danlu.train(recipe, data=...) "
                             f"from Python; pass them there, or name a file source (csv, npy, images) in the recipe")
+        if self.data is not None:
+            raise UserError(f"{run_dir}: this run keeps the data it was trained on ({DATA_FILE}); resume it "
+                            f"without data=")
         return self._stored_data(Path(run_dir), recipe)
+
+    def _streamed_data(self, run_dir: Path, recipe: Recipe):
+        """A streamed Dataset's run: the Dataset given again, checked against the run's fingerprint of
+        it, split as the run was (its item numbers, kept in ROWS_FILE)."""
+        import numpy as np
+        from safetensors import SafetensorError
+        from safetensors.torch import load as load_bytes
+
+        from .. import _integrity as integrity
+        from ..data._python import prepare_python
+        from ._runfiles import load_pipeline
+        from ._session import with_positive
+
+        about = load_pipeline(run_dir).reader.get("python", {})
+        if self.data is None:
+            what = f"{about.get('type', 'Dataset')} {about.get('class', '')}".strip()
+            raise UserError(f"{run_dir}: this run was trained on a streamed {what} of {about.get('rows', '?')} items, "
+                            f"which a run does not keep; pass the same data again from Python: "
+                            f"danlu.resume({str(run_dir)!r}, data=...)")
+        try:
+            tensors = load_bytes(integrity.read_bytes(run_dir / ROWS_FILE))
+        except SafetensorError as err:
+            raise CheckpointError(f"{run_dir / ROWS_FILE}: cannot be read ({err}); the file is damaged") from None
+        rows = {name: np.asarray(tensors[name].numpy(), dtype=np.int64) for name in SPLITS if name in tensors}
+        prepared = prepare_python(self.data, recipe.data, recipe.seed, recipe.source, rows=rows,
+                                  batch_size=recipe.train.batch_size, fingerprint=about.get("fingerprint", {}))
+        return with_positive(prepared, recipe)
 
     def _stored_data(self, run_dir: Path, recipe: Recipe):
         from safetensors import SafetensorError
@@ -160,8 +213,13 @@ class PythonRuns(NeuralRuns):
         return with_positive(Prepared(pipeline.info, splits, pipeline), recipe)
 
     def write_run_files(self, path: Path, recipe: Recipe, prepared, rows) -> None:
+        import torch
+
         super().write_run_files(path, recipe, prepared, rows)
-        if recipe.data.source == PYTHON:   # the rows came from memory: keep them, so resume and eval need nothing else
+        if recipe.data.source == PYTHON and _streamed(prepared):   # a Dataset left where it is: keep its split
+            ck.atomic_save_tensors(path / ROWS_FILE, {name: torch.from_numpy(X.rows.astype("int64"))
+                                                      for name, (X, _) in prepared.splits.items()})
+        elif recipe.data.source == PYTHON:   # rows from memory: kept, so resume and eval need nothing else
             tensors = {}
             for name, (X, y) in prepared.splits.items():
                 tensors[f"{name}.X"], tensors[f"{name}.y"] = X.contiguous(), y.contiguous()

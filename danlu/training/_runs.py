@@ -215,22 +215,23 @@ def as_recipe(recipe, overrides: dict | None = None) -> Recipe:
 
 
 def resume(run_dir: str | Path, checkpoint: str | None = None, *, progress: str | None = None,
-           callbacks=None, force_foreign_checkpoint: bool = False, model=None) -> Run:
+           callbacks=None, force_foreign_checkpoint: bool = False, model=None, data=None) -> Run:
     """Continue a run from its newest checkpoint (or the one named); a finished run is left as it is.
 
     A checkpoint written by another run is refused unless ``force_foreign_checkpoint``. A run
-    trained on a Python model object needs that model again (``model=``)."""
+    trained on a Python model object needs that model again (``model=``); one trained on a streamed
+    torch Dataset, which the run does not keep, needs that Dataset again (``data=``)."""
     from .._extras import check_extras
 
     run_dir = Path(run_dir)
     kind, recipe = kind_of_dir(run_dir)
     if recipe is not None:
         check_extras(recipe)
-    if model is not None:
+    if model is not None or data is not None:
         from ._python import resume_with_model
 
         return resume_with_model(run_dir, recipe, model, checkpoint, progress=progress, callbacks=callbacks,
-                                 force_foreign_checkpoint=force_foreign_checkpoint)
+                                 force_foreign_checkpoint=force_foreign_checkpoint, data=data)
     return kind.resume(run_dir, recipe, checkpoint, progress=progress, callbacks=list(callbacks or ()),
                        force_foreign_checkpoint=force_foreign_checkpoint)
 

@@ -229,6 +229,7 @@ class Ragged(PairDataset):
 class Stream(torch.utils.data.IterableDataset):
     def __iter__(self):
         yield torch.zeros(2), 0
+        yield torch.zeros(2)
 
 
 @pytest.mark.parametrize("data, error, message", [
@@ -246,7 +247,7 @@ class Stream(torch.utils.data.IterableDataset):
     (Ragged(np.zeros((8, 2)), np.zeros(8)), DataError,
      r"^Dataset Ragged: item 5 has x of shape \(4,\) but item 0 has \(3,\)"),
     (PairDataset(np.zeros((0, 2)), np.zeros(0)), DataError, "^Dataset PairDataset: no items"),
-    (Stream(), UserError, "Dataset Stream is an IterableDataset; danlu reads map-style Datasets"),
+    (Stream(), DataError, r"^Dataset Stream: item 1 is a Tensor, not an \(x, y\) pair"),
 ])
 def test_bad_python_data_is_one_line(data, error, message):
     with pytest.raises(error, match=message) as err:
