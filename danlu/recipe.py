@@ -75,6 +75,10 @@ DATA = Section({
     "stream": union(Field(str, choices=("auto",), doc="'auto'"), Field(bool), default="auto",
                     doc="read .npy/.npz rows from disk batch by batch instead of loading them whole: true, false, "
                         "or auto (when the features would take more than a quarter of the free memory)"),
+    "workers": _f(int, 0, min=0, max=256, nullable=False,
+                  doc="streamed data: DataLoader worker processes that read the next batches while the model "
+                      "trains (pinned memory on CUDA); 0 reads them in the training process. Data in memory "
+                      "is indexed in process whatever this says"),
     "split": SPLIT,
     "augment": AUGMENT,
 })

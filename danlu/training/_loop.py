@@ -5,6 +5,7 @@ import math
 
 import torch
 
+from ..data._batches import read_batches
 from ._objective import is_objective_model, objective_figures
 from ._state import CallbackList, Event, State
 
@@ -72,13 +73,15 @@ def train_one_epoch(state: State, cbs: CallbackList) -> None:
     perm = epoch_permutation(recipe.seed, state.epoch, len(X), X.device)
     bs = recipe.train.batch_size
     compute_loss = cbs.compute_loss or model_loss(state)
+    steps = range(state.batch, state.batches_per_epoch)
+    # This process's part of each global batch and its weight (the whole batch and 1.0 in one
+    # process): weighted so, the processes' average gradient is the whole batch's gradient.
+    shards = [strategy.shard(perm[batch_slice(i, state.batches_per_epoch, bs, len(X))]) for i in steps]
+    # data.workers: a streamed split's batches are read ahead in worker processes, in this order
+    batches = read_batches(X, y, [idx for idx, _ in shards], recipe.data.workers)
     state.net.train()
-    for i in range(state.batch, state.batches_per_epoch):
+    for i, (_, share), (xb, yb) in zip(steps, shards, batches):
         state.skip_step = False
-        # This process's part of global batch i and its weight (the whole batch and 1.0 in one
-        # process): weighted so, the processes' average gradient is the whole batch's gradient.
-        idx, share = strategy.shard(perm[batch_slice(i, state.batches_per_epoch, bs, len(X))])
-        xb, yb = X[idx], y[idx]
         if augment:
             xb = state.pipeline.augment(xb)
         with precision.autocast():   # train.precision (float32: no context at all)
