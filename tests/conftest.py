@@ -43,3 +43,18 @@ def run_cli():
 def cli(run_cli):
     """`python -m danlu ...` in a fresh process with one OpenMP thread, whatever the caller's setting."""
     return lambda *args: run_cli(*args, env={"OMP_NUM_THREADS": "1"})
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``gpu`` are skipped where CUDA is absent (DANLU_TEST_DEVICE=cpu runs their logic
+    on a CPU, to check them where no GPU is lent)."""
+    if os.environ.get("DANLU_TEST_DEVICE") == "cpu":
+        return
+    gpu = [item for item in items if item.get_closest_marker("gpu")]
+    if not gpu:
+        return
+    import torch
+
+    if not torch.cuda.is_available():
+        for item in gpu:
+            item.add_marker(pytest.mark.skip(reason="needs CUDA"))
