@@ -44,12 +44,12 @@ SPLIT = Section({
 ))
 
 DATA = Section({
-    "source": _f(str, "sklearn", choices=("sklearn", "csv", "npy", "images", "sequence", "python"),
+    "source": _f(str, "sklearn", choices=("sklearn", "csv", "parquet", "npy", "images", "sequence", "python"),
                  nullable=False, doc="where rows come from (python: given to danlu.train(data=...) as Python "
                                      "objects; the run keeps its split tensors)"),
     "name": _f(str, None, doc="built-in data set (sklearn: digits, iris, breast_cancer, diabetes, wine; "
                                "sequence: sum, trend, parity)"),
-    "path": _f(str, None, doc="file or folder for csv / npy / images"),
+    "path": _f(str, None, doc="file or folder for csv / parquet / npy / images"),
     "features": _f(list, None, item=(str, int), doc="feature columns (csv: names; npy: indices; npz: one array key)"),
     "label": _f((str, int, list), None, item=str,
                 doc="label column (csv: name, default last; npy: index; npz: array key, default y); "
@@ -73,8 +73,9 @@ DATA = Section({
     "scale_target": _f(bool, True, doc="regression: learn the standardised target (predictions stay in "
                                        "original units)"),
     "stream": union(Field(str, choices=("auto",), doc="'auto'"), Field(bool), default="auto",
-                    doc="read .npy/.npz rows from disk batch by batch instead of loading them whole: true, false, "
-                        "or auto (when the features would take more than a quarter of the free memory)"),
+                    doc="read .npy/.npz, CSV and Parquet rows from disk batch by batch instead of loading them "
+                        "whole: true, false, or auto (when the features would take more than a quarter of the "
+                        "free memory)"),
     "workers": _f(int, 0, min=0, max=256, nullable=False,
                   doc="streamed data: DataLoader worker processes that read the next batches while the model "
                       "trains (pinned memory on CUDA); 0 reads them in the training process. Data in memory "
@@ -244,7 +245,7 @@ RUN_NAME = Rule(check=_plain_folder_name,
 #: Rules over the whole recipe; capabilities add theirs with their sections (register_section).
 RECIPE_RULES: list[Rule] = [
     Rule(keys=("data.source", "data.path"),
-         check=lambda source, path: source not in ("csv", "npy", "images") or bool(path),
+         check=lambda source, path: source not in ("csv", "parquet", "npy", "images") or bool(path),
          message="data.path is required when data.source is {0}"),
     Rule(keys=("data.source", "data.name", ""),   # a run kind without a data set (an agent) needs no name
          check=lambda source, name, recipe: source not in ("sklearn", "sequence") or bool(name) or _dataless(recipe),

@@ -67,6 +67,10 @@ def load(cfg, seed: int, source_name: str) -> Loaded:
         return load_csv(path, cfg)
     if source == "npy":
         return load_npy(path, cfg)
+    if source == "parquet":
+        from ._stream_table import load_parquet
+
+        return load_parquet(path, cfg)
     return load_images(path, cfg["image_size"], cfg["grayscale"])
 
 

@@ -623,3 +623,4 @@ def prepare_source(src: StreamSource, cfg, seed: int, rows: dict | None = None, 
 
 register_streamer(Streamer("npy", ".npy or .npz files (data.source: npy)", _npy_claims, _npy_open, _npy_size, _npy_refuse))
 from . import _stream_images  # noqa: E402,F401  registers image folders
+from . import _stream_table  # noqa: E402,F401  registers csv/parquet
