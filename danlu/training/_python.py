@@ -180,7 +180,8 @@ class PythonRuns(NeuralRuns):
             what = f"{about.get('type', 'Dataset')} {about.get('class', '')}".strip()
             raise UserError(f"{run_dir}: this run was trained on a streamed {what} of {about.get('rows', '?')} items, "
                             f"which a run does not keep; pass the same data again from Python: "
-                            f"danlu.resume({str(run_dir)!r}, data=...)")
+                            f"danlu.resume({str(run_dir)!r}, data=...) (a finished run's figures are in "
+                            f"summary.json)")
         try:
             tensors = load_bytes(integrity.read_bytes(run_dir / ROWS_FILE))
         except SafetensorError as err:

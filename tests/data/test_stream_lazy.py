@@ -160,6 +160,9 @@ def test_an_unreadable_image_is_named(images, tmp_path):
                            ) as err:
             prepare({"source": "images", "path": str(folder), "stream": stream}, 0)
         assert "\n" not in str(err.value)
+    (folder / "dark" / "00.png").write_bytes(b"nor this")   # the first image, whose size the others take
+    with pytest.raises(DataError, match=r"dark/00\.png: cannot read the image"):
+        prepare({"source": "images", "path": str(folder), "stream": True}, 0)
     empty = tmp_path / "empty"
     (empty / "cat").mkdir(parents=True)
     with pytest.raises(DataError, match="class folder has no images"):
@@ -264,10 +267,14 @@ def test_bad_items_are_one_line_in_memory_and_streamed(stream):
         (Items(np.zeros((6, 2), np.float32) + [[0, np.nan]], np.arange(6) % 2),
          r"^Dataset Items: (missing values in 'x1'|column 'x1' has a missing value \(NaN\) on row 0)"),
     ]
+    before = len(_CACHES)
     for data, message in cases:
         with pytest.raises(DataError, match=message) as err:
             prepare_python(data, {"stream": stream}, 0)
         assert "\n" not in str(err.value)
+    assert not any(folder.exists() for folder in _CACHES[before:]), "a cache left behind by a refused Dataset"
+    if stream:
+        assert len(_CACHES) > before   # the bad items came after the cache was begun
     with pytest.raises(RecipeError, match="data.impute: mean needs the data in memory"):
         prepare_python(Items(*_items()), {"stream": True, "impute": "mean"}, 0)
 
@@ -316,6 +323,12 @@ def test_a_streamed_dataset_run_resumes_given_the_data_again(tmp_path, capsys):
     resumed = danlu.resume(cut, data=Items(X, y))
     assert (resumed.path / "model.safetensors").read_bytes() == (whole.path / "model.safetensors").read_bytes()
     assert resumed.summary["test"] == whole.summary["test"]
+    # evaluating the finished run needs the data too: the same one line
+    assert cli_main(["eval", str(whole.path)]) == 2
+    err = capsys.readouterr().err
+    assert "pass the same data again" in err and len(err.strip().splitlines()) == 1
+    # predict needs only the run's pipeline: arrays in, the in-memory run's predictions out
+    assert list(danlu.predict(whole.path, X[:40])) == list(danlu.predict(mem.path, X[:40]))
     # a run that keeps its data is resumed without it
     with pytest.raises(UserError, match="keeps the data it was trained on"):
         danlu.resume(mem.path, ck.list_checkpoints(mem.path / "checkpoints")[-1].name, data=Items(X, y))
