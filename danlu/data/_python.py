@@ -14,9 +14,11 @@ from __future__ import annotations
 import atexit
 import hashlib
 import math
+import os
 import shutil
 import tempfile
 import warnings
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -419,7 +421,7 @@ def _from_iterable(dataset, items: _Items, about: dict, cfg) -> Loaded | Dataset
 
 class _Cache:
     """float32 rows written one after another to a file in a temporary folder of danlu's own, removed
-    when the process ends (as the extracted members of compressed .npz files: danlu.data._stream)."""
+    once nothing reads it (or, at the latest, when the process ends)."""
 
     def __init__(self, items: _Items):
         from . import _stream
@@ -436,12 +438,27 @@ class _Cache:
         self.file.write(row.tobytes())
 
     def close(self, n: int) -> MappedArray:
+        """The rows written, read as an array; the folder goes when that array does."""
         self.file.close()
-        return MappedArray(self.path, 0, (n, *self.row_shape), np.dtype(np.float32), False)
+        mapped = MappedArray(self.path, 0, (n, *self.row_shape), np.dtype(np.float32), False)
+        weakref.finalize(mapped, _drop_cache, self.folder, os.getpid())
+        return mapped
 
     def remove(self) -> None:
         self.file.close()
-        shutil.rmtree(self.folder, ignore_errors=True)
+        _drop_cache(self.folder, os.getpid())
+
+
+def _drop_cache(folder: Path, owner: int) -> None:
+    """Remove a cache folder, only in the process that made it (a forked worker that inherited the
+    array leaves the parent's files alone)."""
+    from . import _stream
+
+    if os.getpid() != owner:
+        return
+    shutil.rmtree(folder, ignore_errors=True)
+    if folder in _stream._CACHES:
+        _stream._CACHES.remove(folder)
 
 
 def _stack_labels(ys: list[np.ndarray]) -> np.ndarray:

@@ -4,11 +4,13 @@ The oracle is the in-memory path on the same data: the same split, the same valu
 scaling (to float32 rounding) and the same history; a streamed run resumes byte-identical (after a
 SIGKILL for an image folder; given the Dataset again for a Dataset, which a run does not keep).
 """
+import gc
 import json
 import os
 import signal
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -239,9 +241,12 @@ def test_an_iterable_dataset_in_memory_and_streamed(monkeypatch):
     X_train = streamed.splits["train"][0]
     assert isinstance(X_train, StreamedArray)
     _same_prepared(oracle, streamed)
-    # the items went to a cache file in a folder danlu made (and removes when the process ends)
+    # the items went to a cache file in a folder danlu made, removed once nothing reads it
     cache = Path(X_train.source.path)
     assert cache.is_file() and cache.parent in _CACHES and cache.stat().st_size == 200 * 5 * 4
+    del streamed, X_train
+    gc.collect()
+    assert not cache.parent.exists() and cache.parent not in _CACHES
     # auto: in memory until the items pass the share of free memory, then the cache
     monkeypatch.setattr(budget, "available_memory", lambda: 4 * 100 * 5 * 4)
     moved = prepare_python(Flow(X, y), {}, 3)
@@ -258,7 +263,7 @@ class Pairs(torch.utils.data.IterableDataset):
 
 
 @pytest.mark.parametrize("stream", [False, True])
-def test_bad_items_are_one_line_in_memory_and_streamed(stream):
+def test_bad_items_are_one_line_in_memory_and_streamed(stream, monkeypatch):
     good = [(torch.zeros(3), 0)] * 4
     cases = [
         (Pairs(good + [torch.zeros(3)] + good), r"^Dataset Pairs: item 4 is a Tensor, not an \(x, y\) pair"),
@@ -267,14 +272,14 @@ def test_bad_items_are_one_line_in_memory_and_streamed(stream):
         (Items(np.zeros((6, 2), np.float32) + [[0, np.nan]], np.arange(6) % 2),
          r"^Dataset Items: (missing values in 'x1'|column 'x1' has a missing value \(NaN\) on row 0)"),
     ]
-    before = len(_CACHES)
+    made = []
+    monkeypatch.setattr(tempfile, "mkdtemp", lambda real=tempfile.mkdtemp, **kw: made.append(real(**kw)) or made[-1])
     for data, message in cases:
         with pytest.raises(DataError, match=message) as err:
             prepare_python(data, {"stream": stream}, 0)
         assert "\n" not in str(err.value)
-    assert not any(folder.exists() for folder in _CACHES[before:]), "a cache left behind by a refused Dataset"
-    if stream:
-        assert len(_CACHES) > before   # the bad items came after the cache was begun
+    assert len(made) == (2 if stream else 0)   # streamed: the bad items came after the cache was begun
+    assert not any(Path(folder).exists() for folder in made), "a cache left behind by a refused Dataset"
     with pytest.raises(RecipeError, match="data.impute: mean needs the data in memory"):
         prepare_python(Items(*_items()), {"stream": True, "impute": "mean"}, 0)
 
