@@ -196,7 +196,7 @@ def _from_dataset(dataset, about: dict | None = None, cfg=None) -> Loaded | Stre
                         f"or an IterableDataset") from None
     if n == 0:
         raise DataError(f"{items.where}: no items; the data set is empty")
-    if cfg is not None:
+    if cfg is not None and cfg["stream"] is not False:
         x, _ = items.check(0, dataset[0])
         if _streams(cfg, items.where, n * max(1, x.size) * 4):
             return dataset_source(dataset, items, about)

@@ -179,6 +179,13 @@ def test_a_streamed_image_run_gives_the_in_memory_history(images, tmp_path):
     assert streamed.summary["test"]["accuracy"] == pytest.approx(mem.summary["test"]["accuracy"])
 
 
+def test_streamed_images_decoded_by_workers_train_the_same(images, tmp_path):
+    data = {"source": "images", "path": str(images), "stream": True}
+    alone = danlu.train(_recipe({**data, "workers": 0}, epochs=1), tmp_path / "alone")
+    helped = danlu.train(_recipe({**data, "workers": 2}, epochs=1), tmp_path / "helped")
+    assert (alone.path / "model.safetensors").read_bytes() == (helped.path / "model.safetensors").read_bytes()
+
+
 def _cli(*args, env=None):
     full = dict(os.environ)
     full.update(env or {})
