@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import numpy as np
-from sklearn.model_selection import train_test_split
 
 from ..errors import DataError
 
@@ -18,6 +17,10 @@ def _check_strata(ids: np.ndarray, classes: list, where: str) -> None:
 
 
 def _cut(rows: np.ndarray, fraction: float, seed: int, strata: np.ndarray | None, where: str, what: str):
+    # imported here, not at the top: scikit-learn (with SciPy) takes ~1 s to import, and commands
+    # that only read a finished run (danlu predict, serve) go through this module without splitting
+    from sklearn.model_selection import train_test_split
+
     try:
         return train_test_split(rows, test_size=fraction, random_state=seed, shuffle=True, stratify=strata)
     except ValueError as err:

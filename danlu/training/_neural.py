@@ -248,24 +248,23 @@ class NeuralRuns(RunKind):
         scores = scores_to_proba(model_outputs(model, X), meta["loss_kind"], pipeline.info).cpu().numpy()
         check_outputs(scores, where, given.ids, given.id_name)
         info = pipeline.info
-        out = []
-        for i in range(len(scores)):
-            row = {}
-            if info.task == "multilabel":   # the labels whose probability is >= 0.5, joined by '|'
-                row["prediction"] = pipeline.decode((scores[i:i + 1] >= 0.5).astype(np.int64))[0]
-                row.update({f"proba_{label}": float(p) for label, p in zip(info.classes, scores[i])})
-            elif info.task == "classification":
-                row["prediction"] = pipeline.decode([int(scores[i].argmax())])[0]
-                for c, label in enumerate(info.classes):
-                    row[f"proba_{label}"] = float(scores[i, c])
-            else:
-                values = np.atleast_1d(scores[i])
-                if len(values) == 1:
-                    row["prediction"] = float(values[0])
-                else:
-                    row.update({f"prediction_{k}": float(v) for k, v in enumerate(values)})
-            out.append(row)
-        return out
+        if len(scores) == 0:
+            return []
+        flat = scores.reshape(len(scores), -1)
+        # whole arrays at once: decode every row's prediction in one call, and tolist() turns the
+        # (float32) scores into the same Python floats float() gives one at a time
+        if info.task == "multilabel":   # the labels whose probability is >= 0.5, joined by '|'
+            predictions = pipeline.decode((flat >= 0.5).astype(np.int64))
+            names = [f"proba_{label}" for label in info.classes]
+            return [{"prediction": p, **dict(zip(names, row))} for p, row in zip(predictions, flat.tolist())]
+        if info.task == "classification":
+            predictions = pipeline.decode(flat.argmax(axis=1))
+            names = ["prediction"] + [f"proba_{label}" for label in info.classes]
+            return [dict(zip(names, [p, *row])) for p, row in zip(predictions, flat.tolist())]
+        if flat.shape[1] == 1:
+            return [{"prediction": v} for v in flat[:, 0].tolist()]
+        names = [f"prediction_{k}" for k in range(flat.shape[1])]
+        return [dict(zip(names, row)) for row in flat.tolist()]
 
 
 def restore_checked(path: Path, session: Session, model_state: dict, saved: dict) -> None:

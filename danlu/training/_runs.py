@@ -9,6 +9,7 @@ ask the registry which kind a recipe or run directory is, and never name a capab
 """
 from __future__ import annotations
 
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -113,11 +114,20 @@ def kind_of_recipe(recipe: Recipe) -> RunKind:
     return _KINDS["neural"].kind()
 
 
+# The run directory a verb is working on, with its kind and recipe, while that verb runs: the
+# kind's own method asks kind_of_dir again (e.g. predict -> load_model) and gets them without
+# reading and checking recipe.yaml a second time.
+_CURRENT_RUN: ContextVar[tuple[Path, RunKind, Recipe | None] | None] = ContextVar("danlu_current_run", default=None)
+
+
 def kind_of_dir(run_dir: Path) -> tuple[RunKind, Recipe | None]:
     """The kind of a run directory and its recipe (None for folders that have none, e.g. ensembles)."""
     from ._runfiles import read_run_recipe
 
     run_dir = Path(run_dir)
+    current = _CURRENT_RUN.get()
+    if current is not None and current[0] == run_dir:
+        return current[1], current[2]
     if not (run_dir / "recipe.yaml").is_file():
         for entry in run_kinds().values():
             if entry.folder is not None and entry.folder(run_dir):
@@ -283,11 +293,15 @@ def predict(run_dir: str | Path, data, output: str | Path | None = None, *, over
         if model is not None:
             _given_model(kind_of_dir(run_dir)[0], run_dir, model)
         return predict_objects(run_dir, data, quantized=quantized, model=model)
-    kind, _recipe = kind_of_dir(run_dir)
+    kind, recipe = kind_of_dir(run_dir)
     if model is not None:
         raise UserError("model= with a file to predict: load the run with danlu.load_model(run, model=...) and "
                         "predict arrays or a DataFrame, e.g. danlu.predict(run, X, model=...)")
-    return kind.predict(run_dir, data, output, overwrite=overwrite, quantized=quantized)
+    token = _CURRENT_RUN.set((run_dir, kind, recipe))
+    try:
+        return kind.predict(run_dir, data, output, overwrite=overwrite, quantized=quantized)
+    finally:
+        _CURRENT_RUN.reset(token)
 
 
 def prepare_run_data(recipe: Recipe, run_dir: str | Path | None = None, rows: dict | None = None):
