@@ -173,7 +173,7 @@ def _numeric_features(X: np.ndarray, where: str) -> np.ndarray:
 
 # --- torch Datasets and DataLoaders -----------------------------------------------------------
 
-def _from_loader(loader, batch_size: int | None, cfg=None) -> Loaded | StreamSource:
+def _from_loader(loader, batch_size: int | None, cfg=None) -> Loaded | DatasetSource:
     dataset = loader.dataset
     if batch_size is not None and loader.batch_size not in (None, batch_size):
         warnings.warn(f"the DataLoader's batch_size {loader.batch_size} is not used: danlu splits and shuffles "
@@ -182,7 +182,7 @@ def _from_loader(loader, batch_size: int | None, cfg=None) -> Loaded | StreamSou
     return _from_dataset(dataset, {"type": "DataLoader", "batch_size": loader.batch_size}, cfg)
 
 
-def _from_dataset(dataset, about: dict | None = None, cfg=None) -> Loaded | StreamSource:
+def _from_dataset(dataset, about: dict | None = None, cfg=None) -> Loaded | DatasetSource:
     """A Dataset's items as a table in memory; or, when ``cfg`` (the data section) is given and its
     ``stream`` says so, a :class:`DatasetSource` that reads them where they are."""
     items = _Items(f"Dataset {type(dataset).__name__}")
