@@ -117,16 +117,35 @@ class Checkpointer:
         self.collect = collect  # () -> (model_state, state_dict), given by the loop
         self.best_name = None
         self._last_step_saved = None
+        self._writing = None   # the checkpoint write in flight (ck.BackgroundWrite)
 
     def save(self, state: State, is_best: bool = False) -> Path:
-        model_state, full = self.collect()
-        path = ck.write_checkpoint(self.root, state.step, model_state, full)
+        """Copy the run's state now and write it on a background thread (:class:`ck.BackgroundWrite`):
+        the fsynced, checksummed commit does not stall training. At most one write is in flight,
+        so a save first waits for the one before and raises its error (a full disk, say)."""
+        self.wait()
+        snap = ck.snapshot(self.root, state.step, *self.collect())   # copies: the next step changes the originals
         self._last_step_saved = state.step
         if is_best and self.keep_best:
-            self.best_name = path.name
+            self.best_name = ck.checkpoint_name(state.step)
         keep = {self.best_name} if self.best_name else set()
-        ck.prune_checkpoints(self.root, self.keep_last, keep)
-        return path
+        root, keep_last = self.root, self.keep_last
+
+        def write() -> None:
+            ck.write_snapshot(snap)
+            ck.prune_checkpoints(root, keep_last, keep)
+
+        self._writing = ck.BackgroundWrite(root, write)
+        return root / ck.checkpoint_name(state.step)
+
+    def wait(self) -> None:
+        """Until the checkpoint in flight (if any) is on disk; raises the error its write met."""
+        writing, self._writing = self._writing, None
+        if writing is not None:
+            writing.wait()
+
+    def on_fit_end(self, state: State) -> None:
+        self.wait()   # the run's last checkpoint is committed before its final files are written
 
     def on_batch_end(self, state: State) -> None:
         # only at an optimizer-step boundary: no half-accumulated gradients are in flight

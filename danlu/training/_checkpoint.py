@@ -15,6 +15,11 @@ It is first written to ``.tmp-step-...`` (each file fsynced), then renamed into 
 at any moment leaves either the previous set of checkpoints or the new one, never half of one.
 Nothing is ever unpickled. A write the disk refuses leaves no half folder behind.
 
+Training does not wait for the disk: the ``Checkpointer`` copies the content at the save
+(:func:`snapshot`) and a :class:`BackgroundWrite` writes it, fsyncs and renames it on a thread,
+one write at a time. Its error is raised at the next save or at the end of the fit; listing or
+reading a folder's checkpoints first waits for the writes in flight into it.
+
 The files of the run itself (final model, model.json, summary.json ...) are written with
 ``atomic_write_text`` / ``atomic_save_tensors``, which keep their checksums in the run's
 manifest (``danlu._integrity``).
@@ -26,6 +31,9 @@ import os
 import random
 import re
 import shutil
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -131,9 +139,10 @@ def atomic_write_text(path: Path, text: str) -> None:
     integrity.atomic_write(path, lambda tmp: Path(tmp).write_bytes(data), kill_point=_kill_point)
 
 
-def save_tensors(path: Path, tensors: dict, metadata: dict | None = None) -> None:
-    """safetensors refuses shared or non-contiguous storage, so every tensor is an own copy."""
-    clean = {k: v.detach().to("cpu", copy=True).contiguous() for k, v in tensors.items()}
+def save_tensors(path: Path, tensors: dict, metadata: dict | None = None, *, owned: bool = False) -> None:
+    """safetensors refuses shared or non-contiguous storage, so every tensor is an own copy
+    (``owned``: they already are, as a :class:`Snapshot`'s are)."""
+    clean = tensors if owned else {k: v.detach().to("cpu", copy=True).contiguous() for k, v in tensors.items()}
     try:
         save_file(clean, str(path), metadata=metadata)
     except SafetensorsError as err:   # a full disk comes back as "I/O error: ... (os error 28)"
@@ -158,7 +167,36 @@ def checkpoint_name(step: int) -> str:
     return f"{CKPT_PREFIX}{step:08d}"
 
 
+@dataclass(frozen=True)
+class Snapshot:
+    """A checkpoint's content, copied out of the run: what a write needs and nothing the next
+    training step can change (see :func:`snapshot`)."""
+
+    root: Path          # the run's checkpoints folder
+    step: int
+    model: dict         # the model's state dict: own contiguous CPU tensors
+    tensors: dict       # every other tensor, own CPU copies, by the keys state_json refers to
+    state_json: str     # the rest of the state as JSON text, tensors referenced by key
+
+
+def snapshot(ckpt_root: Path, step: int, model_state: dict, state: dict) -> Snapshot:
+    """Copy a checkpoint's content now: every tensor cloned to the CPU (split_tensors clones) and
+    the rest encoded as JSON, so that training may go on changing the live weights, optimizer
+    moments and history while the copy is written. A state JSON cannot hold fails here, at the
+    save, as it always did."""
+    tensors: dict = {}
+    meta = json.dumps(split_tensors(state, tensors))
+    model = {k: v.detach().to("cpu", copy=True).contiguous() for k, v in model_state.items()}
+    return Snapshot(Path(ckpt_root), step, model, tensors, meta)
+
+
 def write_checkpoint(ckpt_root: Path, step: int, model_state: dict, state: dict) -> Path:
+    """Write one checkpoint atomically, now; returns its folder. (:class:`BackgroundWrite` runs
+    :func:`write_snapshot` on a thread instead.)"""
+    return write_snapshot(snapshot(ckpt_root, step, model_state, state))
+
+
+def write_snapshot(snap: Snapshot) -> Path:
     """Write one checkpoint atomically; returns its folder.
 
     The checkpoint carries its run's identity (``run_id``, in state.json and the manifest), so
@@ -166,17 +204,17 @@ def write_checkpoint(ckpt_root: Path, step: int, model_state: dict, state: dict)
     no permission) removes the half-written folder and raises one ``StorageError``: the earlier
     checkpoints are untouched and ``danlu resume`` continues from the newest.
     """
-    ckpt_root = Path(ckpt_root)
-    final = ckpt_root / checkpoint_name(step)
-    tmp = ckpt_root / f".tmp-{checkpoint_name(step)}"
+    ckpt_root = snap.root
+    final = ckpt_root / checkpoint_name(snap.step)
+    tmp = ckpt_root / f".tmp-{checkpoint_name(snap.step)}"
     try:
         ckpt_root.mkdir(parents=True, exist_ok=True)
         if tmp.exists():
             shutil.rmtree(tmp)
-        _write_folder(tmp, step, model_state, state, integrity.run_id(ckpt_root.parent))
+        _write_folder(tmp, snap, integrity.run_id(ckpt_root.parent))
         _kill_point("before_rename")
         if final.exists():  # the same step written again after a resume: replace it whole
-            old = ckpt_root / f".old-{checkpoint_name(step)}"
+            old = ckpt_root / f".old-{checkpoint_name(snap.step)}"
             os.replace(final, old)
             os.replace(tmp, final)
             shutil.rmtree(old, ignore_errors=True)
@@ -189,22 +227,91 @@ def write_checkpoint(ckpt_root: Path, step: int, model_state: dict, state: dict)
     return final
 
 
-def _write_folder(tmp: Path, step: int, model_state: dict, state: dict, run_id: str | None) -> None:
+def _write_folder(tmp: Path, snap: Snapshot, run_id: str | None) -> None:
     tmp.mkdir()
-    tensors: dict = {}
-    meta = split_tensors(state, tensors)
-    save_tensors(tmp / "model.safetensors", model_state)
-    save_tensors(tmp / "state.safetensors", tensors)
-    (tmp / "state.json").write_text(json.dumps({"format": FORMAT, "run_id": run_id, "state": meta}),
-                                    encoding="utf-8")
+    save_tensors(tmp / "model.safetensors", snap.model, owned=True)
+    save_tensors(tmp / "state.safetensors", snap.tensors, owned=True)
+    # the JSON of {"format": ..., "run_id": ..., "state": meta}, meta already encoded by snapshot()
+    state_json = f'{{"format": {FORMAT}, "run_id": {json.dumps(run_id)}, "state": {snap.state_json}}}'
+    (tmp / "state.json").write_text(state_json, encoding="utf-8")
     for name in CHECKED_FILES:
         _fsync_file(tmp / name)
         _kill_point("after_file")
-    manifest = {"format": FORMAT, "step": step, "run_id": run_id,
+    manifest = {"format": FORMAT, "step": snap.step, "run_id": run_id,
                 "sha256": {n: sha256(tmp / n) for n in CHECKED_FILES}}
     (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1), encoding="utf-8")
     _fsync_file(tmp / "manifest.json")
     _fsync_dir(tmp)
+
+
+# ---------------------------------------------------------------------------------------------
+# Writing in the background
+# ---------------------------------------------------------------------------------------------
+
+_IN_FLIGHT: set = set()          # the BackgroundWrites of this process not finished yet
+_IN_FLIGHT_LOCK = threading.Lock()
+
+
+class BackgroundWrite:
+    """Run ``write()`` (a checkpoint's write and pruning, in ``ckpt_root``) on a thread of its
+    own, so that training goes on while the files are written and fsynced; :meth:`wait` joins it
+    and raises what the write raised (a full disk is the same one-line ``StorageError`` as a
+    write in the foreground).
+
+    The commit is still the rename: a process killed while a write is in flight leaves the
+    checkpoints before it, whole, and a ``.tmp-`` folder that listing ignores. The thread is not
+    a daemon, so a process that ends normally (or on an error) finishes the write first."""
+
+    def __init__(self, ckpt_root: Path, write: Callable[[], object]):
+        self.root = _key(ckpt_root)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(write,), name="danlu-checkpoint-writer")
+        with _IN_FLIGHT_LOCK:
+            _IN_FLIGHT.add(self)
+        self._thread.start()
+
+    def _run(self, write) -> None:
+        try:
+            write()
+        except BaseException as err:   # noqa: BLE001 — handed to the training thread by wait()
+            self._error = err
+        finally:
+            with _IN_FLIGHT_LOCK:
+                _IN_FLIGHT.discard(self)
+
+    def is_current(self) -> bool:
+        return self._thread is threading.current_thread()
+
+    def join(self) -> None:
+        if not self.is_current():
+            self._thread.join()
+
+    def wait(self) -> None:
+        """Until the write is done; raises its error (once)."""
+        self.join()
+        error, self._error = self._error, None
+        if error is not None:
+            raise error
+
+
+def _key(ckpt_root: Path) -> str:
+    return os.path.realpath(ckpt_root)
+
+
+def wait_for_writes(ckpt_root: Path | None = None) -> None:
+    """Until the checkpoints this process is writing in the background into ``ckpt_root`` (every
+    folder: None) are on disk or failed; a failure is raised by the writer's owner
+    (``Checkpointer.wait``), not here. Everything that lists or reads checkpoints waits so: a
+    resume in the same process, right after a run that raised, sees the run's last checkpoint."""
+    with _IN_FLIGHT_LOCK:
+        pending = list(_IN_FLIGHT)
+    if any(writing.is_current() for writing in pending):
+        return   # a writer pruning its folder: writers wait for no one, so two never wait for each other
+    if pending and ckpt_root is not None:
+        key = _key(ckpt_root)
+        pending = [writing for writing in pending if writing.root == key]
+    for writing in pending:
+        writing.join()
 
 
 def _kill_point(where: str) -> None:
@@ -228,7 +335,9 @@ def _kill_point(where: str) -> None:
 
 
 def list_checkpoints(ckpt_root: Path) -> list[Path]:
-    """Finished checkpoint folders, oldest first (temporary folders of killed writes are ignored)."""
+    """Finished checkpoint folders, oldest first (temporary folders of killed writes are ignored);
+    the writes of this process still in flight into ``ckpt_root`` are waited for first."""
+    wait_for_writes(ckpt_root)
     if not ckpt_root.is_dir():
         return []
     found = [p for p in ckpt_root.iterdir() if p.is_dir() and p.name.startswith(CKPT_PREFIX)]
@@ -244,6 +353,7 @@ def _read_verified(path: Path) -> tuple[dict, dict]:
     """(manifest, {file name: bytes}) of a checkpoint whose files all match the manifest, which
     must list every file a checkpoint holds (an empty or partial table is refused)."""
     earlier = "resume from an earlier checkpoint with --checkpoint"
+    wait_for_writes(path.parent)   # a folder of this process's may be being written (or replaced)
     manifest_path = path / "manifest.json"
     if not manifest_path.is_file():
         raise CheckpointError(f"{path}: not a danlu checkpoint (no manifest.json)")
@@ -392,6 +502,7 @@ def choose_checkpoint(run_dir: Path, name: str | None) -> Path | None:
     """The checkpoint a resume starts from: ``name`` (a folder in RUN/checkpoints or a path), else
     the newest one; None when the run has none yet. Every run kind resumes through this."""
     root = Path(run_dir) / "checkpoints"
+    wait_for_writes(root)
     if name is None:
         found = list_checkpoints(root)
         return found[-1] if found else None

@@ -170,6 +170,7 @@ class FillDisk:
 
     def on_epoch_end(self, state):
         if state.epoch == self.epoch:
+            ck.wait_for_writes()   # the epoch's checkpoint is written on a background thread: on disk first
             free = os.statvfs(self.filler.parent).f_bavail * os.statvfs(self.filler.parent).f_frsize
             with open(self.filler, "wb") as fh:
                 fh.write(b"\0" * max(0, free - self.spare))

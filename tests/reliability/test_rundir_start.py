@@ -190,10 +190,10 @@ def test_a_full_disk_during_the_run_is_one_line_and_keeps_the_run(recipe, tmp_pa
         shutil.rmtree(run / "checkpoints")
     capsys.readouterr()
 
-    def full(root, *args, **kwargs):
-        raise OSError(errno.ENOSPC, "No space left on device", str(root))
+    def full(snap):
+        raise OSError(errno.ENOSPC, "No space left on device", str(snap.root))
 
-    monkeypatch.setattr(ck, "write_checkpoint", full)
+    monkeypatch.setattr(ck, "write_snapshot", full)   # every checkpoint write, foreground or background
     args = ["train", str(recipe), "--run-dir", str(run)] if verb == "train" else ["resume", str(run)]
     assert main(args) == 2
     err = one_line_error(capsys)
