@@ -16,7 +16,7 @@ missing cells filled), so a streamed table is read in a few passes of bounded ch
    the split's :class:`StreamedArray` reads batch by batch.
 
 Both caches live in a temporary folder danlu creates (``TMPDIR``); it is removed when the data are
-no longer used or when the process ends. The chunks are parsed by the same functions as the
+no longer used or when the process ends, or, after a kill, by the next streamed table's start. The chunks are parsed by the same functions as the
 in-memory reader (``_table.parse_numeric`` and friends, the CSV rows as ``_csv.read_csv`` reads
 them), so the streamed and in-memory runs of one file get the same rows, codes and fills.
 """
@@ -72,7 +72,7 @@ class Chunk:
     column — CSV text as ``read_csv`` gives it, or a Parquet numeric column as float64 (NaN missing)."""
 
     lines: list[int]
-    columns: dict[str, list[str] | np.ndarray]
+    columns: dict[str, list[str] | tuple[str, ...] | np.ndarray]
 
     def __len__(self) -> int:
         return len(self.lines)
@@ -80,7 +80,7 @@ class Chunk:
 
 def _text_cells(cells) -> list[str]:
     """Cells as text: a numeric column declared categorical (Parquet) gets its numbers as text."""
-    if isinstance(cells, list):
+    if not isinstance(cells, np.ndarray):
         return cells
     return ["" if math.isnan(v) else (str(int(v)) if float(v).is_integer() else repr(float(v))) for v in cells]
 
@@ -93,7 +93,14 @@ def chunk_rows(width: int, cell_bytes: int | None = None) -> int:
 
 
 def _numbers(cells, name: str, lines: list[int], where: str, fix: str = "list '{name}' in data.categorical"):
-    return cells if isinstance(cells, np.ndarray) else parse_numeric(cells, name, lines, where, fix)
+    """``parse_numeric``'s floats: NaN for a missing cell, else ``float(cell)``. Its loop is taken only
+    for a missing text other than '' (an empty cell is the common one)."""
+    if isinstance(cells, np.ndarray):
+        return cells
+    try:
+        return np.array([float(c) if c else math.nan for c in cells], dtype=np.float64)
+    except ValueError:   # 'NA', 'null', ... (or a bad cell, which it names)
+        return parse_numeric(list(cells), name, lines, where, fix)
 
 
 # --- CSV: the rows as read_csv reads them ------------------------------------------------------
@@ -183,10 +190,15 @@ class CsvFile:
             lines.append(line)
             block.append(cells)
             if len(block) >= step:
-                yield Chunk(lines, {n: [r[j] for r in block] for n, j in zip(names, idx)})
+                yield self._chunk(lines, block, names, idx)
                 lines, block = [], []
         if block:
-            yield Chunk(lines, {n: [r[j] for r in block] for n, j in zip(names, idx)})
+            yield self._chunk(lines, block, names, idx)
+
+    @staticmethod
+    def _chunk(lines: list[int], block: list[list[str]], names: list[str], idx: list[int]) -> Chunk:
+        columns = list(zip(*block))   # row-major cells to one tuple of cells a column
+        return Chunk(lines, {n: columns[j] for n, j in zip(names, idx)})
 
     def size(self, width: int) -> int:
         """Bytes reading the file whole would take: its cells as Python strings and the float64 table."""
@@ -324,16 +336,18 @@ class ColumnStats:
         """(numbers, NaN where none; missing-text mask; not-a-number mask) of text cells."""
         n = len(cells)
         bad = np.zeros(n, dtype=bool)
-        try:   # the common case: every cell a number ('nan' among them)
-            values = np.array([float(c) for c in cells], dtype=np.float64)
+        try:   # the common case: every cell a number or empty ('nan' among them)
+            values = np.array([float(c) if c else math.nan for c in cells], dtype=np.float64)
         except ValueError:
             values = np.full(n, np.nan)
             for i, cell in enumerate(cells):
-                v = None if is_missing(cell) else _number(cell)
-                if v is not None:
-                    values[i] = v
-                elif not is_missing(cell):
+                if is_missing(cell):
+                    continue
+                v = _number(cell)
+                if v is None:
                     bad[i] = True
+                else:
+                    values[i] = v
         missing = np.zeros(n, dtype=bool)
         nan = np.flatnonzero(np.isnan(values) & ~bad)
         missing[nan] = [is_missing(cells[i]) for i in nan]
@@ -361,8 +375,37 @@ def _bad_cells(stats: ColumnStats, name: str, where: str, fix: str) -> DataError
 
 # --- the streamed table -----------------------------------------------------------------------
 
+CACHE_PREFIX = "danlu-stream-table-"
+
+
+def _process_tag(pid: int) -> str | None:
+    """A running process's id and start time (Linux), or None: a reused id is not the same process."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return f"{pid} {stat.rsplit(')', 1)[1].split()[19]}"
+
+
+def _remove_orphans(base: Path) -> None:
+    """Cache folders of table streams whose process is gone (killed: nothing ran at its exit)."""
+    if _process_tag(os.getpid()) is None:   # no /proc: the owners cannot be told apart
+        return
+    for folder in base.glob(f"{CACHE_PREFIX}*"):
+        try:
+            owner = (folder / "owner").read_text()
+            pid = int(owner.split()[0])
+        except (OSError, ValueError, IndexError):
+            continue   # not ours, or being created
+        if _process_tag(pid) != owner:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
 def _new_cache_folder() -> Path:
-    folder = Path(tempfile.mkdtemp(prefix="danlu-stream-"))
+    base = Path(tempfile.gettempdir())
+    _remove_orphans(base)
+    folder = Path(tempfile.mkdtemp(prefix=CACHE_PREFIX, dir=base))
+    (folder / "owner").write_text(_process_tag(os.getpid()) or str(os.getpid()))
     if not _stream._CACHES:
         atexit.register(_stream._remove_caches)
     _stream._CACHES.append(folder)
