@@ -122,7 +122,7 @@ def test_fill_values_are_the_in_memory_numbers_exactly(tmp_path, tiny_chunks, im
     X[:, 3] = np.round(X[:, 3])   # repeated values for most_frequent
     cells = [[repr(v) for v in row] + [str(i % 3)] for i, row in enumerate(X)]
     for i in range(0, 900, 7):
-        cells[i][i % 9] = ""
+        cells[i][i % 9] = ["", "NA", "null", " n/a "][i % 4]   # every missing text (and the fast path's '')
     path = _write_csv(tmp_path / "w.csv", cells, [f"x{j}" for j in range(9)] + ["y"])
     mem, streamed = prepare(_data(path, False, impute=impute), 0), prepare(_data(path, True, impute=impute), 0)
     assert mem.pipeline.encoder.fills == streamed.pipeline.encoder.fills
