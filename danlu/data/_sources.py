@@ -266,10 +266,13 @@ def read_image(path: Path, size: tuple[int, int] | None, grayscale: bool) -> np.
 
 
 def first_size(path: Path) -> tuple[int, int]:
-    from PIL import Image
+    from PIL import Image, UnidentifiedImageError
 
-    with Image.open(path) as img:
-        return img.size[1], img.size[0]
+    try:
+        with Image.open(path) as img:
+            return img.size[1], img.size[0]
+    except (UnidentifiedImageError, OSError) as err:
+        raise DataError(f"{path}: cannot read the image ({err}); remove or replace the file") from None
 
 
 def image_hw(image_size) -> tuple[int, int] | None:

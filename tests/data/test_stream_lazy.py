@@ -163,8 +163,9 @@ def test_an_unreadable_image_is_named(images, tmp_path):
             prepare({"source": "images", "path": str(folder), "stream": stream}, 0)
         assert "\n" not in str(err.value)
     (folder / "dark" / "00.png").write_bytes(b"nor this")   # the first image, whose size the others take
-    with pytest.raises(DataError, match=r"dark/00\.png: cannot read the image"):
-        prepare({"source": "images", "path": str(folder), "stream": True}, 0)
+    for stream in (False, True):
+        with pytest.raises(DataError, match=r"dark/00\.png: cannot read the image"):
+            prepare({"source": "images", "path": str(folder), "stream": stream}, 0)
     empty = tmp_path / "empty"
     (empty / "cat").mkdir(parents=True)
     with pytest.raises(DataError, match="class folder has no images"):
