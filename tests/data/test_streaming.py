@@ -141,6 +141,7 @@ def test_streamed_run_killed_in_a_checkpoint_write_resumes_byte_identical(npy, t
     import yaml
 
     recipe = _recipe(npy, True, epochs=2)
+    recipe["data"]["workers"] = 2   # batches read ahead by worker processes: the same batches, the same resume
     recipe["checkpoint"] = {"every_epochs": 1, "every_steps": 2, "keep_last": 2}
     path = tmp_path / "r.yaml"
     path.write_text(yaml.safe_dump(recipe))

@@ -1,14 +1,9 @@
 """data.workers: a streamed split's batches read ahead by DataLoader worker processes.
 
 The oracle is the same run read in process (data.workers: 0): the same batches in the same order,
-so byte-identical weights, and a run killed mid-epoch resumes byte-identical with workers too.
+so byte-identical weights (a run killed mid-epoch with workers resumes byte-identical:
+tests/data/test_streaming.py).
 """
-import os
-import signal
-import subprocess
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
@@ -18,10 +13,7 @@ from danlu.data import _batches
 from danlu.data._batches import read_batches
 from danlu.data._prepare import prepare
 from danlu.errors import RecipeError
-from danlu.training import _checkpoint as ck
 from danlu.training._loop import batch_slice, epoch_permutation
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -78,23 +70,4 @@ def test_workers_must_be_a_count(npy):
         with pytest.raises(RecipeError, match="data.workers"):
             danlu.Recipe.from_dict(_recipe(npy, bad))
 
-
-def test_killed_mid_epoch_with_workers_resumes_byte_identical(npy, tmp_path):
-    import yaml
-
-    recipe = _recipe(npy, 2)
-    recipe["checkpoint"] = {"every_epochs": 1, "every_steps": 3, "keep_last": 2}
-    path = tmp_path / "r.yaml"
-    path.write_text(yaml.safe_dump(recipe))
-    danlu.train(str(path), tmp_path / "ref")
-    env = {**os.environ, "DANLU_KILL_AT": "before_rename:4"}
-    run = lambda *args: subprocess.run([sys.executable, "-m", "danlu", *args], capture_output=True, text=True,
-                                       env=env if args[0] == "train" else dict(os.environ), cwd=ROOT, timeout=300)
-    killed = run("train", str(path), "--run-dir", str(tmp_path / "killed"))
-    assert killed.returncode == -signal.SIGKILL, killed.stderr
-    newest = ck.list_checkpoints(tmp_path / "killed" / "checkpoints")[-1]
-    assert ck.read_checkpoint(newest)[1]["position"]["batch"] > 0, "killed after a mid-epoch checkpoint"
-    resumed = run("resume", str(tmp_path / "killed"))
-    assert resumed.returncode == 0, resumed.stderr
-    assert ((tmp_path / "ref" / "model.safetensors").read_bytes()
-            == (tmp_path / "killed" / "model.safetensors").read_bytes())
+# A streamed run with workers killed mid-epoch resumes byte-identical: tests/data/test_streaming.py
