@@ -107,9 +107,13 @@ def write_csv(rows: list[dict], path: Path) -> None:
 
     buf = io.StringIO()
     if rows:
-        writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+        fields = list(rows[0])
+        writer = csv.writer(buf)
+        writer.writerow(fields)
+        if all(list(row) == fields for row in rows):   # the usual case, without DictWriter's checks per row
+            writer.writerows(row.values() for row in rows)
+        else:
+            csv.DictWriter(buf, fieldnames=fields).writerows(rows)
     if str(path) == "-":
         sys.stdout.write(buf.getvalue())
         return

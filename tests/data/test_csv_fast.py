@@ -283,3 +283,25 @@ def test_predict_reads_the_run_recipe_once(numeric_run, tmp_path, monkeypatch):
     assert len(rows) == 1 and len(calls) == 1
     training.load_model(numeric_run)   # outside predict, every call reads it (the file may have changed)
     assert len(calls) == 2
+
+
+def test_the_predictions_csv_is_what_dictwriter_writes(tmp_path):
+    import csv
+    import io
+
+    from danlu.training._runfiles import write_csv
+
+    def dictwriter(rows):
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+        return buf.getvalue()
+
+    same = [{"row": i, "prediction": "a,b" if i else 'say "x"', "proba_a": 0.1 + i, "proba_b": None} for i in range(5)]
+    mixed = same[:2] + [{"proba_b": 2.5, "row": 9, "prediction": 3}, {"row": 10}]   # other order, keys left out
+    for rows in (same, mixed):
+        write_csv(rows, tmp_path / "out.csv")
+        assert (tmp_path / "out.csv").read_bytes() == dictwriter(rows).encode("utf-8")
+    with pytest.raises(ValueError):   # a key the first row lacks, as before
+        write_csv(same + [{"row": 1, "other": 2}], tmp_path / "bad.csv")
