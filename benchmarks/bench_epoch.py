@@ -3,6 +3,7 @@ hand-written PyTorch loop, side by side in one run.
 
     python benchmarks/bench_epoch.py            # digits MLP and CNN
     python benchmarks/bench_epoch.py --quick    # fewer repeats
+    python benchmarks/bench_epoch.py --threads 1   # one torch thread (steadier on a busy machine)
 
 An epoch here is everything between two epoch ends: the training steps, the validation figures,
 and for danlu its callbacks (metrics log, early stopping, progress, gradient monitors) and the
@@ -10,10 +11,12 @@ checkpoint (written by a background thread; the next checkpoint waits for the on
 hand-written loop trains the same model (danlu's registry builds it) on the same tensors and
 computes the validation loss and accuracy each epoch; it writes no checkpoint.
 
-The third column is danlu with the checkpoint written in the foreground (the write, its fsyncs
-and the rename before training goes on), as before the background writer. Repeats are
-interleaved; each figure is the median epoch (the first epoch warms up and is left out) of the
-median run.
+Besides danlu as it runs by default, two variants say where its cost lies: the checkpoint
+written in the foreground (the write, its fsyncs and the rename before training goes on, as
+before the background writer), and no checkpoint at all (checkpoint.every_epochs 0). Repeats
+are interleaved; each figure is the median epoch of a run (the first epoch warms up and is left
+out), then the median over the repeats; "best" is the fastest run's, which noise from other
+processes on the machine only ever makes slower.
 """
 from __future__ import annotations
 
@@ -71,10 +74,12 @@ class ForegroundWrite:
         pass
 
 
-def time_danlu(recipe: Recipe, foreground: bool = False) -> float:
+def time_danlu(recipe: Recipe, foreground: bool = False, checkpoints: bool = True) -> float:
     timer = EpochTimer()
     background = ck.BackgroundWrite
     ck.BackgroundWrite = ForegroundWrite if foreground else background
+    if not checkpoints:
+        recipe = Recipe.from_dict({**recipe.to_dict(), "checkpoint": {"every_epochs": 0}}, source=recipe.source)
     try:
         run_dir = tempfile.mkdtemp(prefix="danlu-bench-epoch-") + "/run"
         danlu.train(recipe, run_dir=run_dir, progress="none", callbacks=[timer])
@@ -117,21 +122,28 @@ def time_hand_written(recipe: Recipe) -> float:
 
 def compare(name: str, spec: dict, repeats: int) -> None:
     recipe = Recipe.from_dict(spec, source=name)
-    ours, theirs, before = [], [], []
+    runs = {"hand-written": [], "danlu": [], "foreground checkpoints": [], "no checkpoints": []}
     for _ in range(repeats):
-        theirs.append(time_hand_written(recipe))
-        ours.append(time_danlu(recipe))
-        before.append(time_danlu(recipe, foreground=True))
-    a, b, c = statistics.median(ours), statistics.median(theirs), statistics.median(before)
-    print(f"{name:11s} danlu {a * 1e3:7.1f} ms/epoch   hand-written {b * 1e3:7.1f} ms/epoch   "
-          f"ratio {a / b:.3f} ({(a / b - 1) * 100:+.1f}%)   foreground checkpoints {c * 1e3:7.1f} ms/epoch "
-          f"(ratio {c / b:.3f})")
+        runs["hand-written"].append(time_hand_written(recipe))
+        runs["danlu"].append(time_danlu(recipe))
+        runs["foreground checkpoints"].append(time_danlu(recipe, foreground=True))
+        runs["no checkpoints"].append(time_danlu(recipe, checkpoints=False))
+    base, best = statistics.median(runs["hand-written"]), min(runs["hand-written"])
+    print(f"{name}: ms/epoch median (best), ratio to the hand-written loop median (best)")
+    for label, times in runs.items():
+        mid, low = statistics.median(times), min(times)
+        print(f"  {label:24s} {mid * 1e3:7.1f} ({low * 1e3:6.1f})   ratio {mid / base:.3f} ({low / best:.3f})")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="torch threads (0: torch's default); 1 is steadier on a small shared machine, where "
+                             "torch's threads wait for each other whenever another process takes a core")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     repeats = 3 if args.quick else 7
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {EPOCHS} epochs, median of {repeats} "
           f"interleaved repeats, a checkpoint every epoch")

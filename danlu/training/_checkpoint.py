@@ -33,6 +33,8 @@ import re
 import shutil
 import threading
 from collections.abc import Callable
+from concurrent import futures
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,20 +59,38 @@ CHECKED_FILES = ("model.safetensors", "state.safetensors", "state.json")
 # Nested state <-> (JSON, tensors)
 # ---------------------------------------------------------------------------------------------
 
+_PLAIN = frozenset({str, int, float, bool, type(None)})   # leaves JSON holds as they are
+
+
+def own_copy(tensor: torch.Tensor) -> torch.Tensor:
+    """A contiguous CPU tensor of its own: what safetensors writes, and what the next training
+    step cannot change."""
+    if tensor.is_cpu:
+        with torch.no_grad():
+            return tensor.clone(memory_format=torch.contiguous_format)
+    return tensor.detach().to("cpu", copy=True).contiguous()
+
+
 def split_tensors(obj, tensors: dict, prefix: str = "t"):
-    """Replace every tensor leaf of ``obj`` by a reference and collect it in ``tensors``."""
+    """Replace every tensor leaf of ``obj`` by a reference and collect own copies of them in
+    ``tensors``; the containers returned are new ones too.
+
+    A checkpoint is taken on the training thread, and it holds the Python RNG state (625 ints),
+    histories of floats and optimizer settings: plain values are copied as they are, without a
+    call each."""
+    if type(obj) in _PLAIN:
+        return obj
     if isinstance(obj, torch.Tensor):
-        key = f"{prefix}"
-        tensors[key] = obj.detach().to("cpu", copy=True).contiguous()
-        return {_TENSOR: key}
+        tensors[prefix] = own_copy(obj)
+        return {_TENSOR: prefix}
     if isinstance(obj, dict):
         if all(isinstance(k, str) for k in obj):
-            return {k: split_tensors(v, tensors, f"{prefix}.{k}") for k, v in obj.items()}
-        return {_ITEMS: [[k, split_tensors(v, tensors, f"{prefix}.{k}")] for k, v in obj.items()]}
-    if isinstance(obj, tuple):
-        return {_TUPLE: [split_tensors(v, tensors, f"{prefix}.{i}") for i, v in enumerate(obj)]}
-    if isinstance(obj, list):
-        return [split_tensors(v, tensors, f"{prefix}.{i}") for i, v in enumerate(obj)]
+            return {k: v if type(v) in _PLAIN else split_tensors(v, tensors, f"{prefix}.{k}") for k, v in obj.items()}
+        return {_ITEMS: [[k, v if type(v) in _PLAIN else split_tensors(v, tensors, f"{prefix}.{k}")]
+                         for k, v in obj.items()]}
+    if isinstance(obj, (tuple, list)):
+        items = [v if type(v) in _PLAIN else split_tensors(v, tensors, f"{prefix}.{i}") for i, v in enumerate(obj)]
+        return {_TUPLE: items} if isinstance(obj, tuple) else items
     if isinstance(obj, (np.floating, np.integer)):
         return obj.item()
     return obj
@@ -186,7 +206,7 @@ def snapshot(ckpt_root: Path, step: int, model_state: dict, state: dict) -> Snap
     save, as it always did."""
     tensors: dict = {}
     meta = json.dumps(split_tensors(state, tensors))
-    model = {k: v.detach().to("cpu", copy=True).contiguous() for k, v in model_state.items()}
+    model = {k: own_copy(v) for k, v in model_state.items()}
     return Snapshot(Path(ckpt_root), step, model, tensors, meta)
 
 
@@ -250,48 +270,72 @@ def _write_folder(tmp: Path, snap: Snapshot, run_id: str | None) -> None:
 
 _IN_FLIGHT: set = set()          # the BackgroundWrites of this process not finished yet
 _IN_FLIGHT_LOCK = threading.Lock()
+_WRITER: list = []               # [(pid, the executor whose one thread writes checkpoints)]
+_ON_WRITER = threading.local()   # .busy: this thread is the writer, running a write
+
+
+def _writer() -> ThreadPoolExecutor:
+    """The process's checkpoint writer: one thread, started at the first write and kept (starting
+    a thread per write cost the training thread a millisecond or more each time). Its thread is
+    joined at interpreter exit after the writes queued, as a thread that is not a daemon is; a
+    forked child makes its own."""
+    with _IN_FLIGHT_LOCK:
+        if not _WRITER or _WRITER[0][0] != os.getpid():
+            _WRITER[:] = [(os.getpid(), ThreadPoolExecutor(max_workers=1, thread_name_prefix="danlu-checkpoint"))]
+        return _WRITER[0][1]
 
 
 class BackgroundWrite:
-    """Run ``write()`` (a checkpoint's write and pruning, in ``ckpt_root``) on a thread of its
-    own, so that training goes on while the files are written and fsynced; :meth:`wait` joins it
+    """Run ``write()`` (a checkpoint's write and pruning, in ``ckpt_root``) on the writer thread,
+    so that training goes on while the files are written and fsynced; :meth:`wait` waits for it
     and raises what the write raised (a full disk is the same one-line ``StorageError`` as a
     write in the foreground).
 
     The commit is still the rename: a process killed while a write is in flight leaves the
-    checkpoints before it, whole, and a ``.tmp-`` folder that listing ignores. The thread is not
-    a daemon, so a process that ends normally (or on an error) finishes the write first."""
+    checkpoints before it, whole, and a ``.tmp-`` folder that listing ignores. A process that
+    ends normally (or on an error) finishes the write first."""
 
     def __init__(self, ckpt_root: Path, write: Callable[[], object]):
         self.root = _key(ckpt_root)
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, args=(write,), name="danlu-checkpoint-writer")
+        self._raised = False
         with _IN_FLIGHT_LOCK:
             _IN_FLIGHT.add(self)
-        self._thread.start()
+        try:
+            self._done = _writer().submit(self._run, write)
+        except BaseException:
+            self._finished()
+            raise
 
     def _run(self, write) -> None:
+        _ON_WRITER.busy = True
         try:
             write()
-        except BaseException as err:   # noqa: BLE001 — handed to the training thread by wait()
-            self._error = err
         finally:
-            with _IN_FLIGHT_LOCK:
-                _IN_FLIGHT.discard(self)
+            _ON_WRITER.busy = False
+            self._finished()
 
-    def is_current(self) -> bool:
-        return self._thread is threading.current_thread()
+    def _finished(self) -> None:
+        with _IN_FLIGHT_LOCK:
+            _IN_FLIGHT.discard(self)
 
     def join(self) -> None:
-        if not self.is_current():
-            self._thread.join()
+        """Until the write is done (or failed)."""
+        if not writing_here():
+            futures.wait([self._done])
 
     def wait(self) -> None:
         """Until the write is done; raises its error (once)."""
         self.join()
-        error, self._error = self._error, None
-        if error is not None:
-            raise error
+        if self._done.done() and not self._raised:
+            error = self._done.exception()
+            self._raised = True
+            if error is not None:
+                raise error
+
+
+def writing_here() -> bool:
+    """Whether this thread is the writer, in the middle of a write."""
+    return getattr(_ON_WRITER, "busy", False)
 
 
 def _key(ckpt_root: Path) -> str:
@@ -303,10 +347,10 @@ def wait_for_writes(ckpt_root: Path | None = None) -> None:
     folder: None) are on disk or failed; a failure is raised by the writer's owner
     (``Checkpointer.wait``), not here. Everything that lists or reads checkpoints waits so: a
     resume in the same process, right after a run that raised, sees the run's last checkpoint."""
+    if writing_here():
+        return   # the writer pruning a folder: it waits for no one (the writes queued wait for it)
     with _IN_FLIGHT_LOCK:
         pending = list(_IN_FLIGHT)
-    if any(writing.is_current() for writing in pending):
-        return   # a writer pruning its folder: writers wait for no one, so two never wait for each other
     if pending and ckpt_root is not None:
         key = _key(ckpt_root)
         pending = [writing for writing in pending if writing.root == key]

@@ -3,6 +3,7 @@ write is in flight (a save waits for the one before), a failed write is raised i
 thread at the next save or at the end of the fit as the same one line as a write in the
 foreground, and what lists or reads checkpoints waits for the write in flight."""
 import errno
+import json
 import os
 import signal
 import subprocess
@@ -10,6 +11,7 @@ import sys
 import threading
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -68,6 +70,41 @@ def test_a_state_json_cannot_hold_fails_at_the_save_itself(tmp_path):
     with pytest.raises(TypeError, match="set"):
         saver.save(Step(1))
     assert saver._writing is None                         # nothing was started
+
+
+def _leaf_by_leaf(obj, tensors, prefix="t"):
+    """split_tensors as it was before its fast paths for plain containers: the oracle."""
+    if isinstance(obj, torch.Tensor):
+        tensors[prefix] = obj.detach().to("cpu", copy=True).contiguous()
+        return {"__tensor__": prefix}
+    if isinstance(obj, dict):
+        if all(isinstance(k, str) for k in obj):
+            return {k: _leaf_by_leaf(v, tensors, f"{prefix}.{k}") for k, v in obj.items()}
+        return {"__items__": [[k, _leaf_by_leaf(v, tensors, f"{prefix}.{k}")] for k, v in obj.items()]}
+    if isinstance(obj, tuple):
+        return {"__tuple__": [_leaf_by_leaf(v, tensors, f"{prefix}.{i}") for i, v in enumerate(obj)]}
+    if isinstance(obj, list):
+        return [_leaf_by_leaf(v, tensors, f"{prefix}.{i}") for i, v in enumerate(obj)]
+    if isinstance(obj, (np.floating, np.integer)):
+        return obj.item()
+    return obj
+
+
+def test_split_tensors_gives_what_splitting_leaf_by_leaf_gives():
+    import random
+
+    state = {"rng": ck.capture_rng(), "python": random.getstate(), "floats": [0.5, 1, None, True, "x"],
+             "numpy": [np.float32(0.25), 3], "pair": (1, 2.0), "mixed": (torch.ones(2), [torch.zeros(1), 4]),
+             "ints": {0: {"exp_avg": torch.arange(3.0), "step": torch.tensor(5.0)}, 1: [1, 2]},
+             "flat": {"a": 1.5, "b": None}, "deep": [{"a": [1, 2], "b": (np.int64(3),)}], "empty": ([], {}, ())}
+    ours, theirs = {}, {}
+    meta = ck.split_tensors(state, ours)
+    assert meta == _leaf_by_leaf(state, theirs)
+    assert json.dumps(meta) == json.dumps(_leaf_by_leaf(state, {}))
+    assert ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in ours)
+    assert all(ours[k].is_contiguous() and ours[k].data_ptr() != theirs[k].data_ptr() for k in ours)
+    state["flat"]["a"] = 9.0                               # the containers are the copy's own
+    assert meta["flat"]["a"] == 1.5 and ck.join_tensors(meta, ours)["pair"] == (1, 2.0)
 
 
 class GatedWrites:
@@ -278,3 +315,33 @@ def test_a_sigkill_in_the_middle_of_a_background_write_leaves_the_previous_check
     danlu.resume(run)
     assert _same_weights(reference, run)
     assert _on_disk(run / "checkpoints") == [ck.checkpoint_name(e * STEPS_PER_EPOCH) for e in (1, 2, 3)]
+
+
+ENDS_MID_WRITE = """
+import sys, time
+import torch
+from danlu.training import _checkpoint as ck
+from danlu.training._callbacks import Checkpointer
+
+real = ck.write_snapshot
+
+def slow(snap):
+    time.sleep(0.5)
+    return real(snap)
+
+class At:
+    step = 5
+
+ck.write_snapshot = slow
+Checkpointer(sys.argv[1], collect=lambda: ({"w": torch.ones(2)}, {"x": 1})).save(At())
+raise RuntimeError("the program fails while the checkpoint is being written")
+"""
+
+
+def test_a_process_that_fails_during_a_write_still_commits_it(tmp_path):
+    proc = subprocess.run([sys.executable, "-c", ENDS_MID_WRITE, str(tmp_path)], capture_output=True, text=True,
+                          cwd=ROOT, timeout=120)
+    assert proc.returncode == 1 and "RuntimeError: the program fails" in proc.stderr, proc.stderr[-2000:]
+    assert _on_disk(tmp_path / "checkpoints") == ["step-00000005"]
+    weights, state = ck.read_checkpoint(tmp_path / "checkpoints" / "step-00000005")
+    assert torch.equal(weights["w"], torch.ones(2)) and state == {"x": 1}
