@@ -282,8 +282,9 @@ def image_hw(image_size) -> tuple[int, int] | None:
     return int(image_size[0]), int(image_size[1])
 
 
-def load_images(folder: Path, image_size, grayscale: bool) -> Loaded:
-    """A folder with one sub-folder of images per class; the class is the sub-folder name."""
+def listed_images(folder: Path) -> tuple[list[Path], list[str]]:
+    """The image files of a class-per-sub-folder folder and their labels (classes sorted, files
+    sorted), without decoding any image."""
     if not folder.is_dir():
         raise DataError(f"{folder}: data.source images needs a folder with one sub-folder per class")
     classes = sorted(d for d in folder.iterdir() if d.is_dir() and not d.name.startswith("."))
@@ -298,6 +299,12 @@ def load_images(folder: Path, image_size, grayscale: bool) -> Loaded:
     if not files:
         raise DataError(f"{folder}: no class sub-folders with images; put each class's images in its own "
                         f"sub-folder, e.g. {folder}/cat/1.png")
+    return files, labels
+
+
+def load_images(folder: Path, image_size, grayscale: bool) -> Loaded:
+    """A folder with one sub-folder of images per class; the class is the sub-folder name."""
+    files, labels = listed_images(folder)
     size = image_hw(image_size) or first_size(files[0])
     X = np.stack([read_image(f, size, grayscale) for f in files])
     y = np.empty(len(files), dtype=object)

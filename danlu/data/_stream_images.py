@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError
-from ._sources import IMAGE_SUFFIXES, first_size, image_files, image_hw, read_image, resolve_path
+from ._sources import first_size, image_hw, listed_images, read_image, resolve_path
 from ._stream import Streamer, StreamSource, register_streamer
 
 
@@ -43,35 +43,9 @@ class ImageRows:
         return out
 
 
-def listed_images(folder: Path) -> tuple[list[Path], list[str]]:
-    """The image files of a class-per-sub-folder folder and their labels, in the in-memory
-    reader's order (classes sorted, files sorted), without decoding any image."""
-    if not folder.is_dir():
-        raise DataError(f"{folder}: data.source images needs a folder with one sub-folder per class")
-    classes = sorted(d for d in folder.iterdir() if d.is_dir() and not d.name.startswith("."))
-    files, labels = [], []
-    for d in classes:
-        found = image_files(d)
-        if not found:
-            raise DataError(f"{d}: class folder has no images ({', '.join(IMAGE_SUFFIXES)}); add images or "
-                            f"remove the folder")
-        files += found
-        labels += [d.name] * len(found)
-    if not files:
-        raise DataError(f"{folder}: no class sub-folders with images; put each class's images in its own "
-                        f"sub-folder, e.g. {folder}/cat/1.png")
-    return files, labels
-
-
 def _image_size(files: list[Path], cfg) -> tuple[int, int]:
     """(H, W): data.image_size, else the first image's, read from its header."""
-    size = image_hw(cfg["image_size"])
-    if size is not None:
-        return size
-    try:
-        return first_size(files[0])
-    except OSError as err:   # PIL's UnidentifiedImageError is an OSError
-        raise DataError(f"{files[0]}: cannot read the image ({err}); remove or replace the file") from None
+    return image_hw(cfg["image_size"]) or first_size(files[0])
 
 
 def _claims(cfg, source_name: str) -> Path | None:
