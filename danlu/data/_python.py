@@ -11,14 +11,10 @@ predict time; arrays and Datasets give a pipeline that reads arrays (``.npy`` / 
 """
 from __future__ import annotations
 
-import atexit
 import hashlib
 import math
 import os
-import shutil
-import tempfile
 import warnings
-import weakref
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +27,8 @@ from ._info import InputRows
 from ._pipeline import Pipeline, _cell_labels, _column_names, _label_list
 from ._prepare import Prepared, _config, prepare_loaded
 from ._sources import Loaded, kind_of
-from ._stream import CHUNK_BYTES, MEMORY_SHARE, MappedArray, StreamSource, _bad_values, prepare_source
+from ._stream import (CHUNK_BYTES, MEMORY_SHARE, MappedArray, StreamSource, _bad_values, cache_folder, drop_cache,
+                      drop_with, prepare_source)
 from ._table import (MULTILABEL_FIX, NUMERIC_SHARE, Table, categorical_columns, check_finite, choose_columns,
                      numeric_share, parse_categorical, table_from_arrays)
 
@@ -424,13 +421,8 @@ class _Cache:
     once nothing reads it (or, at the latest, when the process ends)."""
 
     def __init__(self, items: _Items):
-        from . import _stream
-
         self.row_shape = items.row_shape()
-        self.folder = Path(tempfile.mkdtemp(prefix="danlu-stream-"))
-        if not _stream._CACHES:
-            atexit.register(_stream._remove_caches)
-        _stream._CACHES.append(self.folder)
+        self.folder = cache_folder()
         self.path = self.folder / "rows.f32"
         self.file = open(self.path, "wb")
 
@@ -441,24 +433,12 @@ class _Cache:
         """The rows written, read as an array; the folder goes when that array does."""
         self.file.close()
         mapped = MappedArray(self.path, 0, (n, *self.row_shape), np.dtype(np.float32), False)
-        weakref.finalize(mapped, _drop_cache, self.folder, os.getpid())
+        drop_with(mapped, self.folder)
         return mapped
 
     def remove(self) -> None:
         self.file.close()
-        _drop_cache(self.folder, os.getpid())
-
-
-def _drop_cache(folder: Path, owner: int) -> None:
-    """Remove a cache folder, only in the process that made it (a forked worker that inherited the
-    array leaves the parent's files alone)."""
-    from . import _stream
-
-    if os.getpid() != owner:
-        return
-    shutil.rmtree(folder, ignore_errors=True)
-    if folder in _stream._CACHES:
-        _stream._CACHES.remove(folder)
+        drop_cache(self.folder, os.getpid())
 
 
 def _stack_labels(ys: list[np.ndarray]) -> np.ndarray:

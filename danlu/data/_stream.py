@@ -18,6 +18,7 @@ import os
 import shutil
 import struct
 import tempfile
+import weakref
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -161,18 +162,75 @@ def map_npy(path: Path) -> MappedArray:
     return MappedArray(path, offset, shape, dtype, fortran)
 
 
+# --- cache folders ----------------------------------------------------------------------------
+# Streaming sometimes writes the rows it reads to a file of danlu's own (an .npz member extracted, a
+# table's encoded rows, an IterableDataset's items). Each such file lives in a folder made here,
+# with an ``owner`` file naming the process; the folder goes when nothing reads it any more, at the
+# latest when the process ends, and a killed process's folder goes when the next one is made.
+
+CACHE_PREFIX = "danlu-stream-"
 _CACHES: list[Path] = []
 
 
 def _remove_caches() -> None:
-    for folder in _CACHES:
-        shutil.rmtree(folder, ignore_errors=True)
+    for folder in list(_CACHES):
+        drop_cache(folder, os.getpid())
+
+
+def _process_tag(pid: int) -> str | None:
+    """A running process's id and start time (Linux), or None: a reused id is not the same process."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return f"{pid} {stat.rsplit(')', 1)[1].split()[19]}"
+
+
+def _remove_orphans(base: Path) -> None:
+    """Cache folders whose process is gone (killed: nothing ran at its exit)."""
+    if _process_tag(os.getpid()) is None:   # no /proc: the owners cannot be told apart
+        return
+    for folder in base.glob(f"{CACHE_PREFIX}*"):
+        try:
+            owner = (folder / "owner").read_text()
+            pid = int(owner.split()[0])
+        except (OSError, ValueError, IndexError):
+            continue   # not ours, or being created
+        if _process_tag(pid) != owner:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def cache_folder() -> Path:
+    """A new cache folder of danlu's own in the temporary directory (``TMPDIR``), removed at exit."""
+    base = Path(tempfile.gettempdir())
+    _remove_orphans(base)
+    folder = Path(tempfile.mkdtemp(prefix=CACHE_PREFIX, dir=base))
+    (folder / "owner").write_text(_process_tag(os.getpid()) or str(os.getpid()))
+    if not _CACHES:
+        atexit.register(_remove_caches)
+    _CACHES.append(folder)
+    return folder
+
+
+def drop_cache(folder: Path, owner: int) -> None:
+    """Remove a cache folder, only in the process ``owner`` that made it (a forked DataLoader worker
+    that inherited what reads it leaves the parent's files alone)."""
+    if os.getpid() != owner:
+        return
+    shutil.rmtree(folder, ignore_errors=True)
+    if folder in _CACHES:
+        _CACHES.remove(folder)
+
+
+def drop_with(reader, folder: Path) -> None:
+    """Remove ``folder`` once ``reader`` (what reads the files in it) is garbage."""
+    weakref.finalize(reader, drop_cache, folder, os.getpid())
 
 
 def map_npz_member(path: Path, key: str) -> MappedArray:
     """An array of an .npz file, mapped where it lies when stored uncompressed (numpy.savez);
-    a compressed one (numpy.savez_compressed) is first extracted once to a .npy file in a temporary
-    folder of danlu's own, removed when the process ends."""
+    a compressed one (numpy.savez_compressed) is first extracted once to a .npy file in a cache
+    folder of danlu's own, removed when nothing reads it."""
     try:
         with zipfile.ZipFile(path) as z:
             info = z.getinfo(f"{key}.npy")
@@ -190,16 +248,15 @@ def map_npz_member(path: Path, key: str) -> MappedArray:
                     raise DataError(f"{path}: array '{key}' is stored in Fortran (column) order, which cannot be "
                                     f"read row by row; save numpy.ascontiguousarray of it, or set data.stream: false")
                 return MappedArray(path, offset, shape, dtype, fortran)
-            folder = Path(tempfile.mkdtemp(prefix="danlu-stream-"))
-            if not _CACHES:
-                atexit.register(_remove_caches)
-            _CACHES.append(folder)
+            folder = cache_folder()
             cache = folder / f"{key}.npy"
             with z.open(info) as src, open(cache, "wb") as dst:
                 shutil.copyfileobj(src, dst, 16 * 2**20)
     except (zipfile.BadZipFile, OSError, EOFError, NotImplementedError, RuntimeError) as err:
         raise DataError(f"{path}: not a readable numpy file ({err}); write it with numpy.savez") from None
-    return map_npy(cache)
+    mapped = map_npy(cache)
+    drop_with(mapped, folder)
+    return mapped
 
 
 # --- the lazy split ---------------------------------------------------------------------------

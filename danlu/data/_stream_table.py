@@ -22,13 +22,9 @@ them), so the streamed and in-memory runs of one file get the same rows, codes a
 """
 from __future__ import annotations
 
-import atexit
 import csv
 import math
 import os
-import shutil
-import tempfile
-import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -375,60 +371,13 @@ def _bad_cells(stats: ColumnStats, name: str, where: str, fix: str) -> DataError
 
 # --- the streamed table -----------------------------------------------------------------------
 
-CACHE_PREFIX = "danlu-stream-table-"
-
-
-def _process_tag(pid: int) -> str | None:
-    """A running process's id and start time (Linux), or None: a reused id is not the same process."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return f"{pid} {stat.rsplit(')', 1)[1].split()[19]}"
-
-
-def _remove_orphans(base: Path) -> None:
-    """Cache folders of table streams whose process is gone (killed: nothing ran at its exit)."""
-    if _process_tag(os.getpid()) is None:   # no /proc: the owners cannot be told apart
-        return
-    for folder in base.glob(f"{CACHE_PREFIX}*"):
-        try:
-            owner = (folder / "owner").read_text()
-            pid = int(owner.split()[0])
-        except (OSError, ValueError, IndexError):
-            continue   # not ours, or being created
-        if _process_tag(pid) != owner:
-            shutil.rmtree(folder, ignore_errors=True)
-
-
-def _new_cache_folder() -> Path:
-    base = Path(tempfile.gettempdir())
-    _remove_orphans(base)
-    folder = Path(tempfile.mkdtemp(prefix=CACHE_PREFIX, dir=base))
-    (folder / "owner").write_text(_process_tag(os.getpid()) or str(os.getpid()))
-    if not _stream._CACHES:
-        atexit.register(_stream._remove_caches)
-    _stream._CACHES.append(folder)
-    return folder
-
-
 class _Cache:
     """The cache folder of one streamed table; the files that read it hold it, and it is removed
     once none does."""
 
     def __init__(self):
-        self.folder = _new_cache_folder()
-        weakref.finalize(self, _drop_cache, self.folder, os.getpid())
-
-
-def _drop_cache(folder: Path, owner: int) -> None:
-    """Remove a cache folder once nothing reads it — only in the process that made it (a forked
-    DataLoader worker drops its inherited copy without touching the parent's files)."""
-    if os.getpid() != owner:
-        return
-    shutil.rmtree(folder, ignore_errors=True)
-    if folder in _stream._CACHES:
-        _stream._CACHES.remove(folder)
+        self.folder = _stream.cache_folder()
+        _stream.drop_with(self, self.folder)
 
 
 class _Interned:

@@ -287,15 +287,17 @@ def test_the_cache_is_removed_once_the_data_are_dropped(csv_file):
 def test_a_killed_process_cache_is_removed_by_the_next_stream(csv_file, tmp_path, monkeypatch):
     import tempfile
 
+    from danlu.data import _stream
+
     base = tmp_path / "tmp"
     base.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(base))
-    dead, alive, other = base / f"{st.CACHE_PREFIX}dead", base / f"{st.CACHE_PREFIX}alive", base / "danlu-stream-x"
+    dead, alive, other = base / f"{_stream.CACHE_PREFIX}dead", base / f"{_stream.CACHE_PREFIX}alive", base / "danlu-stream-x"
     for folder in (dead, alive, other):
         folder.mkdir()
         (folder / "encoded.f32").write_bytes(b"1234")
     (dead / "owner").write_text("999999999 1")   # no such process
-    (alive / "owner").write_text(st._process_tag(os.getpid()) or "")
+    (alive / "owner").write_text(_stream._process_tag(os.getpid()) or "")
     prepared = prepare(_data(csv_file, True), 0)
     assert not dead.exists() and alive.exists() and other.exists()   # only a dead owner's folder goes
     assert prepared.splits["train"][0].source.cache.folder.parent == base

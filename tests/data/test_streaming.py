@@ -186,3 +186,17 @@ def test_bad_streamed_files_are_one_line(tmp_path, npy):
     with pytest.raises(DataError) as info:
         prepare(_data(npy, True, label=40), 0)
     assert "\n" not in str(info.value) and "data.label" in str(info.value)
+
+
+def test_an_extracted_npz_member_is_removed_when_nothing_reads_it(tmp_path):
+    import gc
+
+    z = tmp_path / "c.npz"
+    np.savez_compressed(z, X=_table()[:, :4], y=np.arange(240) % 2)
+    prepared = prepare({"source": "npy", "path": str(z), "stream": True}, 0)
+    folder = prepared.splits["train"][0].source.path.parent
+    assert folder != tmp_path and (folder / "X.npy").is_file()
+    assert (folder / "owner").read_text().split()[0] == str(os.getpid())   # a killed process's goes later
+    del prepared
+    gc.collect()
+    assert not folder.exists()
