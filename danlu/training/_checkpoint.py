@@ -41,6 +41,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from safetensors import SafetensorError as SafetensorsError
+from safetensors.numpy import save_file as save_numpy_file
 from safetensors.torch import load as load_bytes
 from safetensors.torch import load_file, save_file
 
@@ -66,8 +67,9 @@ def own_copy(tensor: torch.Tensor) -> torch.Tensor:
     """A contiguous CPU tensor of its own: what safetensors writes, and what the next training
     step cannot change."""
     if tensor.is_cpu:
-        with torch.no_grad():
-            return tensor.clone(memory_format=torch.contiguous_format)
+        if tensor.requires_grad:
+            tensor = tensor.detach()
+        return tensor.clone(memory_format=torch.contiguous_format)
     return tensor.detach().to("cpu", copy=True).contiguous()
 
 
@@ -159,12 +161,21 @@ def atomic_write_text(path: Path, text: str) -> None:
     integrity.atomic_write(path, lambda tmp: Path(tmp).write_bytes(data), kill_point=_kill_point)
 
 
+# dtypes numpy holds as torch does: safetensors writes the same bytes from either, and from numpy
+# arrays without its per-tensor Python work (a third of the time for a checkpoint's ~100 tensors)
+_NUMPY_DTYPES = frozenset({torch.float64, torch.float32, torch.float16, torch.int64, torch.int32, torch.int16,
+                           torch.int8, torch.uint8, torch.bool})
+
+
 def save_tensors(path: Path, tensors: dict, metadata: dict | None = None, *, owned: bool = False) -> None:
     """safetensors refuses shared or non-contiguous storage, so every tensor is an own copy
-    (``owned``: they already are, as a :class:`Snapshot`'s are)."""
-    clean = tensors if owned else {k: v.detach().to("cpu", copy=True).contiguous() for k, v in tensors.items()}
+    (``owned``: they already are, contiguous CPU tensors, as a :class:`Snapshot`'s are)."""
+    clean = tensors if owned else {k: own_copy(v) for k, v in tensors.items()}
     try:
-        save_file(clean, str(path), metadata=metadata)
+        if owned and all(v.dtype in _NUMPY_DTYPES for v in clean.values()):
+            save_numpy_file({k: v.numpy() for k, v in clean.items()}, str(path), metadata=metadata)
+        else:
+            save_file(clean, str(path), metadata=metadata)
     except SafetensorsError as err:   # a full disk comes back as "I/O error: ... (os error 28)"
         code = re.search(r"os error (\d+)", str(err))
         if code is None:

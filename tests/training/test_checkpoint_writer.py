@@ -107,6 +107,20 @@ def test_split_tensors_gives_what_splitting_leaf_by_leaf_gives():
     assert meta["flat"]["a"] == 1.5 and ck.join_tensors(meta, ours)["pair"] == (1, 2.0)
 
 
+@pytest.mark.parametrize("extra", [{}, {"half": torch.randn(3).bfloat16()}])
+def test_a_snapshot_writes_the_bytes_safetensors_torch_writes(tmp_path, extra):
+    from safetensors.torch import save_file
+
+    tensors = {"w": torch.randn(4, 3), "b": torch.randn(3).double(), "step": torch.tensor(7.0),
+               "keys": torch.arange(5), "bits": torch.tensor([True, False]), "rng": torch.zeros(4, dtype=torch.uint8),
+               "f16": torch.randn(2).half(), "i32": torch.tensor([1, -2], dtype=torch.int32), "none": torch.empty(0),
+               **extra}
+    owned = {k: ck.own_copy(v) for k, v in tensors.items()}
+    ck.save_tensors(tmp_path / "ours.safetensors", owned, owned=True)
+    save_file(tensors, str(tmp_path / "theirs.safetensors"))
+    assert (tmp_path / "ours.safetensors").read_bytes() == (tmp_path / "theirs.safetensors").read_bytes()
+
+
 class GatedWrites:
     """ck.write_snapshot that records when each write starts and ends and holds every write until
     ``gate`` is set."""
