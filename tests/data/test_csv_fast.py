@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 
 import danlu
 from danlu import training
-from danlu.data._csv import read_csv, read_numeric_csv
+from danlu.data import _csv
+from danlu.data._csv import _plain_decimals, read_csv, read_numeric_csv
 from danlu.data._labels import LabelCodec
 from danlu.data._table import table_from_csv
 from danlu.errors import DataError
@@ -64,6 +65,7 @@ def agrees_with_per_cell(path, names, label=None) -> bool:
     "a,b,label\n0.1000000000000000055511151231257827,١٢,z\n-0,+.5,w\n",
     "a,b,label\n1.7976931348623157e308,5e-324,1\n-0.0,9007199254740993,2\n",
     "a,b,label\n\t7\t,\xa08\u2003,1\n",                      # whitespace float() strips itself
+    "a,b,label\n1, 2 ,x\n0.30000000000000004,5e-0001,y\n",  # plain decimals beside cells only float() reads
 ])
 def test_the_fast_path_reads_what_the_per_cell_path_reads(tmp_path, text):
     path = write(tmp_path, text)
@@ -71,13 +73,16 @@ def test_the_fast_path_reads_what_the_per_cell_path_reads(tmp_path, text):
     assert agrees_with_per_cell(path, ["b", "a"], "label")
 
 
-def test_random_files_agree_with_the_per_cell_path(tmp_path):
+@pytest.mark.parametrize("chunk", [1, 100, _csv.CHUNK_CHARS])   # rows read a few at a time, or all at once
+def test_random_files_agree_with_the_per_cell_path(tmp_path, monkeypatch, chunk):
+    monkeypatch.setattr(_csv, "CHUNK_CHARS", chunk)
     rng = np.random.default_rng(0)
-    for k in range(5):
+    for k in range(6):
         X = rng.normal(scale=10.0 ** rng.integers(-5, 6), size=(50, 4))
-        rows = [",".join(f" {v:.{rng.integers(1, 18)}g}" for v in row) for row in X]
-        path = write(tmp_path, "w,x,y,z\n" + "\n".join(rows) + "\n", f"r{k}.csv")
-        assert agrees_with_per_cell(path, ["z", "w", "y"])
+        space = " " if k % 2 else ""   # with spaces: float() reads every cell; without: numpy reads most
+        rows = [",".join(f"{space}{v:.{rng.integers(1, 18)}g}" for v in row) + ",y" for row in X]
+        path = write(tmp_path, "w,x,y,z,label\n" + "\n".join(rows) + "\n", f"r{k}.csv")
+        assert agrees_with_per_cell(path, ["z", "w", "y"], "label")
 
 
 @pytest.mark.parametrize("text", [
@@ -105,6 +110,37 @@ def test_a_missing_column_or_file_steps_aside(tmp_path):
     assert read_numeric_csv(tmp_path, ["a"]) is None
     (tmp_path / "bad.csv").write_bytes(b"a,b\n1,\xff\n")   # not UTF-8: read_csv says where
     assert read_numeric_csv(tmp_path / "bad.csv", ["a"]) is None
+
+
+# --- plain decimals, read by numpy a whole file at a time ---------------------------------------
+
+def plain_read(cells: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    values, plain, starts = _plain_decimals(",".join(cells), len(cells))
+    assert starts.tolist() == np.cumsum([0] + [len(c) + 1 for c in cells[:-1]]).tolist()
+    return values, plain
+
+
+def test_plain_decimals_are_recognised_and_read_as_float_reads_them():
+    cells = ["0", "-0", "+7", "12.5", "-.5", "5.", "1e3", "1.5E-3", "-2e+22", "123456789012345", "1e-22",
+             "0.00000000000001", "9.99999999999999e22", "1.e5", "00.5E0"]
+    values, plain = plain_read(cells)
+    assert plain.all()
+    assert same_bits(values, np.array([float(c) for c in cells]))
+    odd = ["", " 1", "1 ", "1e", "e1", ".", "-", "+-1", "1-", "1.2.3", "1e2e3", "1e2.5", "1e1000", "0x10", "1_0",
+           "inf", "nan", "1234567890123456", "1e23", "1e-23", "--1", "1e+-2", "\t1",
+           "0.000000000000000000001", "1e0001", ".e1", "1.5e-"]
+    assert not plain_read(odd)[1].any()
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(st.text("0123456789.+-eE", max_size=8), st.text("0123456789", min_size=1, max_size=17),
+                          st.floats(allow_nan=False).map(repr), st.integers(-10 ** 16, 10 ** 16).map(str)),
+                min_size=1, max_size=20))
+def test_every_plain_cell_is_what_float_reads(cells):
+    values, plain = plain_read(cells)
+    for cell, value, is_plain in zip(cells, values, plain):
+        if is_plain:
+            assert same_bits(np.array([float(cell)]), np.array([value])), cell
 
 
 # --- generated CSV text ------------------------------------------------------------------------
