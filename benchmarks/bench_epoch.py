@@ -6,10 +6,12 @@ hand-written PyTorch loop, side by side in one run.
     python benchmarks/bench_epoch.py --threads 1   # one torch thread (steadier on a busy machine)
 
 An epoch here is everything between two epoch ends: the training steps, the validation figures,
-and for danlu its callbacks (metrics log, early stopping, progress, gradient monitors) and the
-checkpoint (written by a background thread; the next checkpoint waits for the one before). The
-hand-written loop trains the same model (danlu's registry builds it) on the same tensors and
-computes the validation loss and accuracy each epoch; it writes no checkpoint.
+and for danlu its callbacks (metrics log, early stopping, progress, the diagnosis monitors:
+gradients, divergence, fit, convergence) and the checkpoint (copied at the save, written by a
+background thread; the next checkpoint waits for the one before). The hand-written loop trains
+the same model (danlu's registry builds it) with the same optimizer on the same tensors, batch
+size and data order, and computes the validation loss and accuracy each epoch (danlu computes
+every metric of the task); it writes no checkpoint.
 
 Besides danlu as it runs by default, two variants say where its cost lies: the checkpoint
 written in the foreground (the write, its fsyncs and the rename before training goes on, as
@@ -21,6 +23,7 @@ processes on the machine only ever makes slower.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import tempfile
 import time
@@ -146,9 +149,14 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     repeats = 3 if args.quick else 7
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {EPOCHS} epochs, median of {repeats} "
-          f"interleaved repeats, a checkpoint every epoch")
+          f"interleaved repeats, a checkpoint every epoch; {os.cpu_count()} CPUs, load average {_load()}")
     compare("digits MLP", MLP, repeats)
     compare("digits CNN", CNN, repeats)
+    print(f"load average at the end {_load()} (other processes make every figure slower, the ratios noisier)")
+
+
+def _load() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "unknown"
 
 
 if __name__ == "__main__":

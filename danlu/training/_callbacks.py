@@ -144,6 +144,11 @@ class Checkpointer:
         if writing is not None:
             writing.wait()
 
+    def on_fit_start(self, state: State) -> None:
+        # a run that raised in this process may still be writing into this folder (a resume or
+        # train --overwrite right after it): its write lands first, this run's replace it
+        ck.wait_for_writes(self.root)
+
     def on_fit_end(self, state: State) -> None:
         self.wait()   # the run's last checkpoint is committed before its final files are written
 

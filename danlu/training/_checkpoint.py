@@ -208,17 +208,23 @@ class Snapshot:
     model: dict         # the model's state dict: own contiguous CPU tensors
     tensors: dict       # every other tensor, own CPU copies, by the keys state_json refers to
     state_json: str     # the rest of the state as JSON text, tensors referenced by key
+    run_id: str | None  # the run's identity when the copy was taken
 
 
 def snapshot(ckpt_root: Path, step: int, model_state: dict, state: dict) -> Snapshot:
     """Copy a checkpoint's content now: every tensor cloned to the CPU (split_tensors clones) and
     the rest encoded as JSON, so that training may go on changing the live weights, optimizer
     moments and history while the copy is written. A state JSON cannot hold fails here, at the
-    save, as it always did."""
+    save, as it always did.
+
+    The run's id is read now too: should the run's folder be replaced (train --overwrite) while
+    the copy waits to be written, the checkpoint still names the run it belongs to, and a resume
+    of the new run refuses it."""
     tensors: dict = {}
     meta = json.dumps(split_tensors(state, tensors))
     model = {k: own_copy(v) for k, v in model_state.items()}
-    return Snapshot(Path(ckpt_root), step, model, tensors, meta)
+    ckpt_root = Path(ckpt_root)
+    return Snapshot(ckpt_root, step, model, tensors, meta, integrity.run_id(ckpt_root.parent))
 
 
 def write_checkpoint(ckpt_root: Path, step: int, model_state: dict, state: dict) -> Path:
@@ -242,7 +248,7 @@ def write_snapshot(snap: Snapshot) -> Path:
         ckpt_root.mkdir(parents=True, exist_ok=True)
         if tmp.exists():
             shutil.rmtree(tmp)
-        _write_folder(tmp, snap, integrity.run_id(ckpt_root.parent))
+        _write_folder(tmp, snap)
         _kill_point("before_rename")
         if final.exists():  # the same step written again after a resume: replace it whole
             old = ckpt_root / f".old-{checkpoint_name(snap.step)}"
@@ -258,7 +264,8 @@ def write_snapshot(snap: Snapshot) -> Path:
     return final
 
 
-def _write_folder(tmp: Path, snap: Snapshot, run_id: str | None) -> None:
+def _write_folder(tmp: Path, snap: Snapshot) -> None:
+    run_id = snap.run_id
     tmp.mkdir()
     save_tensors(tmp / "model.safetensors", snap.model, owned=True)
     save_tensors(tmp / "state.safetensors", snap.tensors, owned=True)

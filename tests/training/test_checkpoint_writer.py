@@ -5,6 +5,7 @@ foreground, and what lists or reads checkpoints waits for the write in flight.""
 import errno
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -19,7 +20,7 @@ import danlu
 from danlu import _integrity as integrity
 from danlu.cli import main
 from danlu._integrity import StorageError
-from danlu.errors import UserError
+from danlu.errors import CheckpointError, UserError
 from danlu.recipe import Recipe
 from danlu.training import _checkpoint as ck
 from danlu.training._callbacks import Checkpointer
@@ -119,6 +120,20 @@ def test_a_snapshot_writes_the_bytes_safetensors_torch_writes(tmp_path, extra):
     ck.save_tensors(tmp_path / "ours.safetensors", owned, owned=True)
     save_file(tensors, str(tmp_path / "theirs.safetensors"))
     assert (tmp_path / "ours.safetensors").read_bytes() == (tmp_path / "theirs.safetensors").read_bytes()
+
+
+def test_a_copy_names_the_run_it_was_taken_from(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    old = integrity.begin_run(run)
+    snap = ck.snapshot(run / "checkpoints", 4, {"w": torch.ones(1)}, {})
+    shutil.rmtree(run)                                     # the folder replaced before the copy is written
+    run.mkdir()
+    assert integrity.begin_run(run) != old
+    path = ck.write_snapshot(snap)
+    assert ck.verify_checkpoint(path)["run_id"] == old
+    with pytest.raises(CheckpointError, match="another run"):
+        ck.read_checkpoint(path)
 
 
 class GatedWrites:
