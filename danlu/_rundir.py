@@ -107,6 +107,8 @@ class RunLock:
     def release(self) -> None:
         if self.fd is None:
             return
+        for settle in SETTLE_BEFORE_RELEASE:   # e.g. checkpoints still being written into the run
+            settle(self.path)
         try:   # remove the file while still holding it, and only if it is still ours
             if _same_file(self.fd, self.path / LOCK_FILE):
                 os.unlink(self.path / LOCK_FILE)
@@ -124,6 +126,12 @@ class RunLock:
             raise environment_error(exc, self.path, "write in it",
                                     f"; then continue with `danlu resume {self.path}`") from None
         return False
+
+
+#: Called with a run folder before its lock is released (or the folder rolled back): what writes
+#: into a run in the background registers a wait here (the checkpoint writer does), so no other
+#: process takes the run while this one still writes into it.
+SETTLE_BEFORE_RELEASE: list = []
 
 
 def _same_file(fd: int, path: Path) -> bool:

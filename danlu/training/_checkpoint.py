@@ -46,6 +46,7 @@ from safetensors.torch import load as load_bytes
 from safetensors.torch import load_file, save_file
 
 from .. import _integrity as integrity
+from .. import _rundir
 from ..errors import CheckpointError
 
 FORMAT = 1
@@ -374,6 +375,14 @@ def wait_for_writes(ckpt_root: Path | None = None) -> None:
         pending = [writing for writing in pending if writing.root == key]
     for writing in pending:
         writing.join()
+
+
+def _settle_run(run_dir: Path) -> None:
+    """Before a run's lock is released: its checkpoints still in flight land first."""
+    wait_for_writes(Path(run_dir) / "checkpoints")
+
+
+_rundir.SETTLE_BEFORE_RELEASE.append(_settle_run)
 
 
 def _kill_point(where: str) -> None:

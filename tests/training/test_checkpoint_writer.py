@@ -274,8 +274,8 @@ class CrashAfterEpoch:
             raise Crash()
 
 
-def test_resume_right_after_a_crash_waits_for_the_write_in_flight_and_is_bit_identical(tmp_path, monkeypatch,
-                                                                                      reference):
+def test_a_crash_releases_the_run_only_once_the_write_in_flight_landed_and_resume_is_bit_identical(
+        tmp_path, monkeypatch, reference):
     writes = GatedWrites(monkeypatch)
     writes.gate.set()                                     # epoch 1's write goes through
     real_join = ck.BackgroundWrite.join
@@ -300,8 +300,10 @@ def test_resume_right_after_a_crash_waits_for_the_write_in_flight_and_is_bit_ide
     with pytest.raises(Crash):
         danlu.train(Recipe.from_dict(RECIPE), run, callbacks=[CrashAfterEpoch(2)])
     second = ck.checkpoint_name(2 * STEPS_PER_EPOCH)
-    assert second not in _on_disk(run / "checkpoints"), "epoch 2's write should still be in flight"
-    assert ("start", 2 * STEPS_PER_EPOCH) in writes.order
+    # the run's lock is released only after the write in flight: no other process can take the run
+    # (and find its folder being written) in between
+    assert ("end", 2 * STEPS_PER_EPOCH) in writes.order
+    assert second in _on_disk(run / "checkpoints") and not (run / ".danlu-lock").exists()
     resumed = danlu.resume(run)
     assert read[0] == second                              # resumed from the checkpoint that was in flight
     assert resumed.summary["run"]["epochs"] == 3
