@@ -54,6 +54,7 @@ from collections import deque
 import torch
 
 from ._common import clone_tree, finite, params_finite, report
+from ._probe import drop, relu_layers, train_alive
 
 _REFRESH = 10          # good steps between recomputations of the spike threshold (after the first ones)
 _FLOOR = 0.1           # spikes are judged against at least this fraction of the early loss level
@@ -250,32 +251,16 @@ class DivergenceMonitor:
 
     def _dead_shares(self, state) -> dict[str, float] | None:
         """Per ReLU layer, the share of its units (output positions) that are zero for every row
-        of the probe batch; None when the model has no nn.ReLU or cannot be probed."""
-        from ..training import model_outputs
-
-        layers = [(name, m) for name, m in state.model.named_modules() if isinstance(m, (torch.nn.ReLU,
-                                                                                           torch.nn.ReLU6))]
+        of the probe batch; None when the model has no nn.ReLU or cannot be probed. The forward
+        pass is the one the fit monitor scores its training rows with (see ``_probe``)."""
         splits = getattr(state, "splits", None) or {}
-        if not layers or "train" not in splits:
+        if "train" not in splits or not relu_layers(state.model):
             return None
-        alive: dict[str, torch.Tensor] = {}
-
-        def hook(name):
-            def seen(module, inputs, output):
-                if name not in alive and isinstance(output, torch.Tensor) and output.dim() >= 2:
-                    alive[name] = (output.detach().flatten(1) != 0).any(0)   # first call only
-            return seen
-
-        handles = [m.register_forward_hook(hook(name or "relu")) for name, m in layers]
         try:
-            with torch.no_grad():
-                model_outputs(state.model, splits["train"][0][:_DEAD_ROWS])
+            alive = train_alive(state, _DEAD_ROWS)
         except (RuntimeError, ValueError, TypeError, IndexError):
             return None
-        finally:
-            for h in handles:
-                h.remove()
-        return {name: 1.0 - float(a.float().mean()) for name, a in alive.items() if a.numel()} or None
+        return {name: 1.0 - float(a.float().mean()) for name, a in (alive or {}).items() if a.numel()} or None
 
     def _dead_facts(self, shares: dict | None) -> dict | None:
         """The layer with the largest sudden mass death, if any."""
@@ -404,6 +389,7 @@ class DivergenceMonitor:
 
     def _restore(self, state) -> None:
         state.model.load_state_dict(self.snapshot["model"])
+        drop(state)   # the probe pass saw the weights just replaced
         lrs = [group["lr"] for group in state.optimizer.param_groups]
         state.optimizer.load_state_dict(clone_tree(self.snapshot["optimizer"]))
         # The snapshot's param groups carry the rate of its own step; keep the schedule's current one.

@@ -26,10 +26,12 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 
 from ..training._objective import is_objective_model
 from ._common import finite, report, since_rescue, trend
+from ._probe import train_outputs, want_rows
 
 _RISE = 0.02          # validation loss this far (relative) above its minimum counts as risen
 _RISEN = 0.2         # ... and this far above it at the end: clearly risen, not noise
@@ -58,6 +60,8 @@ class FitMonitor:
         self.scale_checked = False
 
     def on_fit_start(self, state) -> None:
+        if "train" in (getattr(state, "splits", None) or {}):
+            want_rows(state, _GAP_ROWS)   # the divergence monitor's probe pass covers these rows too
         if not self.scale_checked:
             self.scale_checked = True
             facts = unscaled_facts(state)
@@ -134,8 +138,6 @@ def _skill(value: float, end: dict) -> float:
 def _epoch_figures(state):
     """(metric, train value, validation value, train loss, validation loss) of this epoch, the
     training figures on a slice of the training rows in evaluation mode; None where not told."""
-    from ..training import evaluate_outputs, model_outputs
-
     splits = getattr(state, "splits", None) or {}
     if "validation" not in splits or "train" not in splits or is_objective_model(state.model):
         return None
@@ -143,13 +145,36 @@ def _epoch_figures(state):
     val_value, val_loss = state.metrics.get(f"val_{metric}"), state.metrics.get("val_loss")
     if not finite(val_value) or not finite(val_loss):
         return None
-    X, y = state.splits["train"]
-    X, y = X[:_GAP_ROWS], y[:_GAP_ROWS]
-    figures = evaluate_outputs(model_outputs(state.model, X), y, state.loss_fn, state.loss_kind, state.info)
-    train_value, train_loss = figures.get(metric), figures.get("loss")
+    y = state.splits["train"][1][:_GAP_ROWS]
+    out = train_outputs(state, _GAP_ROWS)   # the pass the divergence monitor's dead units share
+    train_value, train_loss = primary_figures(out, y, state.loss_fn, state.loss_kind, state.info, metric)
     if not finite(train_value) or not finite(train_loss):
         return None
     return metric, train_value, val_value, train_loss, val_loss
+
+
+def primary_figures(out, y, loss_fn, loss_kind, info, metric: str) -> tuple:
+    """(``metric``, loss) of outputs ``out``: the values ``evaluate_outputs`` gives, bit for bit,
+    without the metrics left unused (ROC AUC sorts the scores of every class). ``metric`` is
+    accuracy (classification) or r2 (regression); the same numpy steps as ``compute_metrics``."""
+    from ..evaluation._metrics import _as_class_ids, _as_output_columns, _as_probability_matrix, _r2
+    from ..training import evaluate_outputs
+    from ..training._factory import scores_to_proba
+
+    task = info.task
+    if (task, metric) not in (("classification", "accuracy"), ("regression", "r2")):
+        figures = evaluate_outputs(out, y, loss_fn, loss_kind, info)
+        return figures.get(metric), figures.get("loss")
+    with torch.no_grad():
+        loss = float(loss_fn(out, y))
+        scores = scores_to_proba(out, loss_kind, info)
+    y_true, scores = y.detach().cpu().numpy(), scores.detach().cpu().numpy()
+    if task == "regression":
+        y_true, predicted = _as_output_columns(y_true, scores)
+        return _r2(y_true, predicted - y_true), loss
+    proba = _as_probability_matrix(scores, info.n_classes)
+    labels = _as_class_ids(y_true, proba.shape[1], len(proba))
+    return float(np.mean(np.argmax(proba, axis=1) == labels)), loss
 
 
 def end_figures(state) -> dict | None:

@@ -1,0 +1,131 @@
+"""The probe: one forward pass per epoch over the first training rows, shared by the monitors.
+
+The fit monitor scores the first ``_GAP_ROWS`` training rows for the generalisation gap and the
+divergence monitor looks for dead ReLU units on the first ``_DEAD_ROWS`` of them. Both ask here,
+and the pass runs once for the weights in place (the first to ask starts it).
+
+In evaluation mode the network maps each row on its own (batch normalisation uses its running
+statistics, dropout is off), so the ReLU outputs of the first 256 rows of a 1024-row pass are
+those of a 256-row pass: slicing them gives the same dead units. Where a ReLU's output does not
+have one row per input row (a sequence-first layout), it cannot be sliced so, and the dead units
+get a pass of their own, as before.
+
+The pass is kept on the state (``state._diagnose_probe``) for the weights it saw: the key holds
+the epoch, the step and each parameter's and buffer's storage and version counter, so weights
+swapped in place (an average put in for validation, a rollback) call for a fresh pass.
+"""
+from __future__ import annotations
+
+import torch
+
+_ATTR = "_diagnose_probe"
+_CHUNK = 1024   # model_outputs' batch size
+
+
+def relu_layers(model) -> list:
+    """(name, module) of the model's ReLU layers, in module order."""
+    return [(name or "relu", m) for name, m in model.named_modules() if isinstance(m, (torch.nn.ReLU, torch.nn.ReLU6))]
+
+
+class _Probe:
+    def __init__(self, key):
+        self.key = key
+        self.rows = 0           # rows the pass covered (0: no pass yet)
+        self.outputs = None     # the model's outputs on them (model_outputs)
+        self.alive = None       # {ReLU layer: units non-zero on some of the first alive_rows rows}
+        self.alive_rows = 0
+
+
+def _key(state) -> tuple:
+    model = state.model
+    tensors = [*model.parameters(), *model.buffers()]
+    return (state.epoch, state.step, id(state.splits["train"][0]),
+            tuple((t.data_ptr(), t._version) for t in tensors))
+
+
+def _probe(state) -> _Probe:
+    key = _key(state)
+    probe = getattr(state, _ATTR, None)
+    if probe is None or probe.key != key:
+        wanted = probe.wanted if probe is not None else 0
+        probe = _Probe(key)
+        probe.wanted = wanted
+        setattr(state, _ATTR, probe)
+    return probe
+
+
+def want_rows(state, rows: int) -> None:
+    """A monitor will ask for the outputs of ``rows`` training rows each epoch: a pass started
+    by another monitor covers them too."""
+    probe = getattr(state, _ATTR, None)
+    if probe is None:
+        probe = _Probe(None)
+        probe.wanted = 0
+        setattr(state, _ATTR, probe)
+    probe.wanted = max(probe.wanted, rows)
+
+
+def drop(state) -> None:
+    """Forget the pass (the weights were replaced)."""
+    probe = getattr(state, _ATTR, None)
+    if probe is not None:
+        probe.key, probe.rows, probe.outputs, probe.alive = None, 0, None, None
+
+
+def train_outputs(state, rows: int) -> torch.Tensor:
+    """``model_outputs(state.model, X[:rows])`` on the training rows, from the shared pass."""
+    probe = _probe(state)
+    n = min(rows, len(state.splits["train"][0]))
+    if probe.outputs is None or probe.rows != n:
+        _run(state, probe, n, alive_rows=0)
+    return probe.outputs
+
+
+def train_alive(state, rows: int) -> dict[str, torch.Tensor] | None:
+    """Per ReLU layer, which units (output positions) are non-zero for some of the first ``rows``
+    training rows in evaluation mode, as a pass over exactly those rows sees them (the first call
+    of each layer with a tensor of two or more dimensions); None without ReLU layers."""
+    probe = _probe(state)
+    X = state.splits["train"][0]
+    n = min(rows, len(X))
+    if probe.alive is not None and probe.alive_rows == n:
+        return probe.alive
+    total = max(n, min(probe.wanted, len(X)))
+    _run(state, probe, total, alive_rows=n)
+    if probe.alive is None:   # could not be sliced from the whole pass: a pass of its own
+        own = _Probe(None)
+        _run(state, own, n, alive_rows=n)
+        return own.alive
+    return probe.alive
+
+
+def _run(state, probe: _Probe, rows: int, alive_rows: int) -> None:
+    from ..training import model_outputs
+
+    X = state.splits["train"][0][:rows]
+    layers = relu_layers(state.model) if alive_rows else []
+    alive: dict[str, torch.Tensor] = {}
+    sliceable = True
+    first = min(len(X), _CHUNK)   # the rows of model_outputs' first call
+
+    def hook(name):
+        def seen(module, inputs, output):
+            nonlocal sliceable
+            if name in alive or not isinstance(output, torch.Tensor) or output.dim() < 2:
+                return   # the first call with a tensor only
+            if first > alive_rows and output.shape[0] != first:
+                sliceable = False
+            alive[name] = (output.detach()[:alive_rows].flatten(1) != 0).any(0)
+        return seen
+
+    handles = [m.register_forward_hook(hook(name)) for name, m in layers]
+    try:
+        with torch.no_grad():
+            out = model_outputs(state.model, X)
+    finally:
+        for h in handles:
+            h.remove()
+    probe.rows, probe.outputs = len(X), out
+    if alive_rows:
+        probe.alive = alive if sliceable else None
+        probe.alive_rows = alive_rows

@@ -1,0 +1,168 @@
+"""The monitors' shared probe pass: the fit monitor's cheap figures equal evaluate_outputs' bit for
+bit, and the dead units sliced from the 1024-row pass equal those of a pass over the first 256 rows."""
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from danlu.diagnose import _probe
+from danlu.diagnose._fit import primary_figures
+from danlu.training import evaluate_outputs, model_outputs
+
+
+def _info(task, n_classes=None, n_targets=1):
+    return SimpleNamespace(task=task, n_classes=n_classes, n_targets=n_targets, positive=1, classes=None)
+
+
+def _cases():
+    g = torch.Generator().manual_seed(0)
+    n = 300
+    ce = torch.nn.CrossEntropyLoss()
+    bce = lambda out, y: torch.nn.functional.binary_cross_entropy_with_logits(out.reshape(-1), y.float())  # noqa: E731
+    mse = torch.nn.MSELoss()
+    labels10 = torch.randint(0, 10, (n,), generator=g)
+    labels2 = torch.randint(0, 2, (n,), generator=g)
+    tied = torch.zeros(n, 10)
+    tied[:, 3] = 1.0
+    tied[::7, 5] = 1.0          # ties between two classes: argmax takes the first, as compute_metrics does
+    nan = torch.randn(n, 10, generator=g)
+    nan[4] = float("nan")
+    target1, target3 = torch.randn(n, generator=g), torch.randn(n, 3, generator=g)
+    constant = torch.full((n, 2), 0.1)
+    yield "multiclass", torch.randn(n, 10, generator=g), labels10, ce, "cross_entropy", _info("classification", 10)
+    yield "multiclass ties", tied, labels10, ce, "cross_entropy", _info("classification", 10)
+    yield "multiclass nan", nan, labels10, ce, "cross_entropy", _info("classification", 10)
+    yield "binary two logits", torch.randn(n, 2, generator=g), labels2, ce, "cross_entropy", _info("classification", 2)
+    yield "binary one logit", torch.randn(n, 1, generator=g), labels2, bce, "bce", _info("classification", 2)
+    yield "regression 1", target1[:, None] + torch.randn(n, 1, generator=g), target1, \
+        lambda o, y: mse(o.reshape(-1), y), "mse", _info("regression")
+    yield "regression 3", target3 + 0.5 * torch.randn(n, 3, generator=g), target3, mse, "mse", \
+        _info("regression", n_targets=3)
+    yield "regression constant target", torch.randn(n, 2, generator=g), constant, mse, "mse", \
+        _info("regression", n_targets=2)
+    yield "regression perfect", target3.clone(), target3, mse, "mse", _info("regression", n_targets=3)
+    yield "regression one row", target3[:1] + 1, target3[:1], mse, "mse", _info("regression", n_targets=3)
+
+
+@pytest.mark.parametrize("case", list(_cases()), ids=lambda c: c[0])
+def test_primary_figures_equal_evaluate_outputs(case):
+    _, out, y, loss_fn, kind, info = case
+    metric = "accuracy" if info.task == "classification" else "r2"
+    want = evaluate_outputs(out, y, loss_fn, kind, info)
+    value, loss = primary_figures(out, y, loss_fn, kind, info, metric)
+    assert (value, loss) == pytest.approx((want[metric], want["loss"]), nan_ok=True, abs=0, rel=0)
+    assert type(value) is float
+
+
+def test_primary_figures_multilabel_falls_back_to_evaluate_outputs():
+    g = torch.Generator().manual_seed(1)
+    out, y = torch.randn(50, 4, generator=g), torch.randint(0, 2, (50, 4), generator=g).float()
+    info = SimpleNamespace(task="multilabel", n_classes=None, n_targets=4, positive=1, classes=list("abcd"))
+    loss_fn = torch.nn.BCEWithLogitsLoss()
+    want = evaluate_outputs(out, y, loss_fn, "bce", info)
+    assert primary_figures(out, y, loss_fn, "bce", info, "accuracy") == (want["accuracy"], want["loss"])
+
+
+class _SeqFirst(torch.nn.Module):
+    """A ReLU whose output is (features, rows): it cannot be sliced by rows."""
+
+    def __init__(self):
+        super().__init__()
+        self.lin, self.act, self.head = torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 3)
+
+    def forward(self, x):
+        return self.head(self.act(self.lin(x).T).T)
+
+
+def _models():
+    torch.manual_seed(0)
+    mlp = torch.nn.Sequential(torch.nn.Linear(8, 32), torch.nn.BatchNorm1d(32), torch.nn.ReLU(),
+                              torch.nn.Dropout(0.5), torch.nn.Linear(32, 16), torch.nn.ReLU6(), torch.nn.Linear(16, 3))
+    mlp[1].running_mean.normal_()   # running statistics of their own, as after training
+    mlp[1].running_var.uniform_(0.5, 2.0)
+    with torch.no_grad():
+        mlp[0].bias[:12] = -50.0   # dead units, to be found
+    cnn = torch.nn.Sequential(torch.nn.Unflatten(1, (2, 2, 2)), torch.nn.Conv2d(2, 4, 2, padding=1),
+                              torch.nn.BatchNorm2d(4), torch.nn.ReLU(), torch.nn.Dropout2d(0.3),
+                              torch.nn.Flatten(), torch.nn.Linear(36, 3))
+    shared = torch.nn.Module()   # one ReLU module called twice: its first call counts
+    shared.a, shared.b, shared.act, shared.head = torch.nn.Linear(8, 8), torch.nn.Linear(8, 8), torch.nn.ReLU(), \
+        torch.nn.Linear(8, 3)
+    shared.forward = lambda x: shared.head(shared.act(shared.b(shared.act(shared.a(x)))))
+    return {"mlp batchnorm dropout": mlp, "cnn batchnorm dropout": cnn, "shared relu": shared,
+            "sequence first": _SeqFirst()}
+
+
+def _state(model, rows):
+    g = torch.Generator().manual_seed(2)
+    X, y = torch.randn(rows, 8, generator=g), torch.randint(0, 3, (rows,), generator=g)
+    model.train()   # as during training: the probe passes in evaluation mode and restores it
+    return SimpleNamespace(model=model, splits={"train": (X, y)}, epoch=3, step=40)
+
+
+def _alive_alone(model, X):
+    """The dead units as the divergence monitor found them before: a pass over these rows only."""
+    alive = {}
+
+    def hook(name):
+        def seen(module, inputs, output):
+            if name not in alive and isinstance(output, torch.Tensor) and output.dim() >= 2:
+                alive[name] = (output.detach().flatten(1) != 0).any(0)
+        return seen
+
+    handles = [m.register_forward_hook(hook(name)) for name, m in _probe.relu_layers(model)]
+    model_outputs(model, X)
+    for h in handles:
+        h.remove()
+    return alive
+
+
+@pytest.mark.parametrize("rows", [100, 700, 3000])
+@pytest.mark.parametrize("name", list(_models()))
+def test_dead_units_of_the_shared_pass_equal_a_pass_of_their_own(name, rows):
+    model = _models()[name]
+    state = _state(model, rows)
+    _probe.want_rows(state, 1024)
+    alive = _probe.train_alive(state, 256)
+    want = _alive_alone(model, state.splits["train"][0][:256])
+    assert alive.keys() == want.keys() and alive
+    for layer in want:
+        assert torch.equal(alive[layer], want[layer]), layer
+    assert model.training
+    # ... and the outputs of the same pass are model_outputs' on the first 1024 rows
+    out = _probe.train_outputs(state, 1024)
+    assert torch.equal(out, model_outputs(model, state.splits["train"][0][:1024]))
+    if name == "mlp batchnorm dropout":
+        assert alive["2"][:12].sum() == 0 and alive["2"][12:].sum() > 10
+
+
+class _Counting(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin, self.act, self.head = torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 3)
+        self.rows = []
+
+    def forward(self, x):
+        self.rows.append(len(x))
+        return self.head(self.act(self.lin(x)))
+
+
+def test_one_pass_per_weights_and_a_fresh_one_when_they_change():
+    model = _Counting()
+    state = _state(model, 2000)
+    _probe.want_rows(state, 1024)
+    alive = _probe.train_alive(state, 256)
+    out = _probe.train_outputs(state, 1024)
+    assert model.rows == [1024]          # one pass serves both
+    assert _probe.train_alive(state, 256) is alive and _probe.train_outputs(state, 1024) is out
+    with torch.no_grad():                # weights swapped in place (an average put in, a rollback)
+        model.lin.weight.copy_(model.lin.weight * 0.5)
+    out2 = _probe.train_outputs(state, 1024)
+    assert model.rows == [1024, 1024] and not torch.equal(out, out2)
+    assert torch.equal(out2, model_outputs(model, state.splits["train"][0][:1024]))
+    state.step += 1                      # a new step: a new pass, even with the same weights
+    _probe.train_outputs(state, 1024)
+    assert len(model.rows) == 4
+    _probe.drop(state)
+    _probe.train_alive(state, 256)
+    assert len(model.rows) == 5 and model.rows[-1] == 1024   # the wanted rows are kept
