@@ -54,7 +54,7 @@ from collections import deque
 import torch
 
 from ._common import clone_tree, finite, params_finite, report
-from ._probe import drop, relu_layers, train_alive
+from ._probe import ValidationOutputs, drop, relu_layers, train_alive
 
 _REFRESH = 10          # good steps between recomputations of the spike threshold (after the first ones)
 _FLOOR = 0.1           # spikes are judged against at least this fraction of the early loss level
@@ -92,6 +92,7 @@ class DivergenceMonitor:
         self.max_rescues = max_rescues
         self.snapshot_every = snapshot_every
         self.lang = lang
+        self._val_outputs = ValidationOutputs()    # the validation pass's outputs, for the prediction shares
         self._reset_state()
 
     def _reset_state(self) -> None:
@@ -152,7 +153,12 @@ class DivergenceMonitor:
         else:
             self._good_step(state, loss)
 
+    def on_validation_start(self, state) -> None:
+        if self._shares_wanted(state):
+            self._val_outputs.start(state)
+
     def on_validation_end(self, state) -> None:
+        self._val_outputs.stop()
         # The end of an epoch is a natural snapshot point, but no loss has vouched for the
         # weights the epoch's last step made. The first batch of the next epoch sees exactly
         # these weights: the snapshot is taken there, if its loss is good.
@@ -292,15 +298,20 @@ class DivergenceMonitor:
                     "train_loss": train, "trivial": self.trivial}
         return None
 
+    def _shares_wanted(self, state) -> bool:
+        return self.majority is not None and self.majority <= _MIXED and "validation" in state.splits
+
     def _top_share(self, state) -> float | None:
         """The share of validation predictions on the most predicted class, where the data have
         no class that large (None otherwise, or when it cannot be told)."""
-        if self.majority is None or self.majority > _MIXED or "validation" not in state.splits:
+        if not self._shares_wanted(state):
             return None
         from ..training import model_outputs
 
-        X = state.splits["validation"][0][:_PROBE_ROWS]
-        out = model_outputs(state.model, X)
+        # the validation pass computed these very outputs, if the weights are still the same
+        out = self._val_outputs.outputs(state, _PROBE_ROWS)
+        if out is None:
+            out = model_outputs(state.model, state.splits["validation"][0][:_PROBE_ROWS])
         if out.dim() != 2 or out.shape[1] < 2 or len(out) == 0:
             return None
         counts = torch.bincount(out.argmax(1), minlength=out.shape[1]).double()

@@ -60,8 +60,8 @@ class FitMonitor:
         self.scale_checked = False
 
     def on_fit_start(self, state) -> None:
-        if "train" in (getattr(state, "splits", None) or {}):
-            want_rows(state, _GAP_ROWS)   # the divergence monitor's probe pass covers these rows too
+        # the divergence monitor's probe pass covers these rows too, in the epochs that need them
+        want_rows(state, self, self._gap_rows)
         if not self.scale_checked:
             self.scale_checked = True
             facts = unscaled_facts(state)
@@ -84,7 +84,25 @@ class FitMonitor:
             self.overfitting_reported = True
             report(state, "overfitting", self.lang, **facts)
 
+    def _gap_rows(self, state) -> int:
+        """The training rows this epoch's gap check will score (0: none)."""
+        return 0 if self.overfitting_reported or self._gap_settled(state) else _GAP_ROWS
+
+    def _gap_settled(self, state) -> bool:
+        """True when this epoch's training figures cannot change what the gap check finds, so
+        they need not be computed: no gap is open, and even a perfect score on the training rows
+        (accuracy and r2 are at most 1) would open none. ``_gap_facts`` then returns None and
+        leaves the counts as they are, as it would with the figures."""
+        told = _validation_figures(state)
+        if told is None:
+            return True
+        metric, val_value, _ = told
+        return self.gap_epochs == 0 and self.gap_since is None and self.patience > 0 \
+            and 1.0 - val_value < _GAP[metric]
+
     def _gap_facts(self, state) -> dict | None:
+        if self._gap_settled(state):
+            return None
         figures = _epoch_figures(state)
         if figures is None:
             return None
@@ -107,7 +125,11 @@ class FitMonitor:
             return  # a blown-up model is not underfit; and nothing was trained yet
         if is_objective_model(state.model):
             return  # a generative model has no trivial predictor to be compared with
-        end = end_figures(state)
+        from ..training import model_outputs
+
+        # the training rows' outputs, once for both checks
+        train_out = model_outputs(state.model, state.splits["train"][0][:_MAX_ROWS])
+        end = end_figures(state, train_out)
         if end is not None:
             state.fit_figures = end
             if end.get("val") is not None and _skill(end["val"], end) <= _NO_SIGNAL \
@@ -115,7 +137,7 @@ class FitMonitor:
                 report(state, "no_signal", self.lang, epoch=state.epoch - 1, metric=end["metric"],
                        train_value=end["train"], val_value=end["val"], trivial=end["trivial"])
                 return
-        facts = underfitting_facts(state)
+        facts = underfitting_facts(state, train_out)
         if facts is not None:
             report(state, "underfitting", self.lang, epoch=state.epoch - 1, **facts)
 
@@ -135,9 +157,8 @@ def _skill(value: float, end: dict) -> float:
     return (value - trivial) / (1 - trivial) if trivial < 1 else 0.0
 
 
-def _epoch_figures(state):
-    """(metric, train value, validation value, train loss, validation loss) of this epoch, the
-    training figures on a slice of the training rows in evaluation mode; None where not told."""
+def _validation_figures(state):
+    """(metric, validation value, validation loss) of this epoch; None where the gap cannot be told."""
     splits = getattr(state, "splits", None) or {}
     if "validation" not in splits or "train" not in splits or is_objective_model(state.model):
         return None
@@ -145,6 +166,16 @@ def _epoch_figures(state):
     val_value, val_loss = state.metrics.get(f"val_{metric}"), state.metrics.get("val_loss")
     if not finite(val_value) or not finite(val_loss):
         return None
+    return metric, val_value, val_loss
+
+
+def _epoch_figures(state):
+    """(metric, train value, validation value, train loss, validation loss) of this epoch, the
+    training figures on a slice of the training rows in evaluation mode; None where not told."""
+    told = _validation_figures(state)
+    if told is None:
+        return None
+    metric, val_value, val_loss = told
     y = state.splits["train"][1][:_GAP_ROWS]
     out = train_outputs(state, _GAP_ROWS)   # the pass the divergence monitor's dead units share
     train_value, train_loss = primary_figures(out, y, state.loss_fn, state.loss_kind, state.info, metric)
@@ -177,9 +208,10 @@ def primary_figures(out, y, loss_fn, loss_kind, info, metric: str) -> tuple:
     return float(np.mean(np.argmax(proba, axis=1) == labels)), loss
 
 
-def end_figures(state) -> dict | None:
-    """The model's metric at the end on training and validation rows, and the trivial predictor's."""
-    from ..training import evaluate_outputs, model_outputs
+def end_figures(state, train_out=None) -> dict | None:
+    """The model's metric at the end on training and validation rows, and the trivial predictor's.
+    ``train_out``: the model's outputs on the first ``_MAX_ROWS`` training rows, if already computed."""
+    from ..training import model_outputs
 
     metric = "accuracy" if state.info.task == "classification" else "r2"
     out = {"metric": metric}
@@ -188,8 +220,8 @@ def end_figures(state) -> dict | None:
             continue
         X, y = state.splits[split]
         X, y = X[:_MAX_ROWS], y[:_MAX_ROWS]
-        value = evaluate_outputs(model_outputs(state.model, X), y, state.loss_fn, state.loss_kind,
-                                 state.info).get(metric)
+        outputs = train_out if split == "train" and train_out is not None else model_outputs(state.model, X)
+        value, _ = primary_figures(outputs, y, state.loss_fn, state.loss_kind, state.info, metric)
         out["train" if split == "train" else "val"] = value if finite(value) else None
         if split == "train":
             if metric == "accuracy":
@@ -244,25 +276,23 @@ def _falling(losses: list) -> bool:
     return losses[-1] < losses[0] and all(b < a * (1 + _RISE) for a, b in zip(losses, losses[1:]))
 
 
-def underfitting_facts(state) -> dict | None:
-    from ..training import evaluate_outputs, model_outputs
+def underfitting_facts(state, train_out=None) -> dict | None:
+    """``train_out``: the model's outputs on the first ``_MAX_ROWS`` training rows, if already computed."""
+    from ..training import model_outputs
 
     X, y = state.splits["train"]
     X, y = X[:_MAX_ROWS], y[:_MAX_ROWS]
-    out = model_outputs(state.model, X)
-    figures = evaluate_outputs(out, y, state.loss_fn, state.loss_kind, state.info)
+    out = train_out if train_out is not None else model_outputs(state.model, X)
+    metric = "accuracy" if state.info.task == "classification" else "r2"
+    value, train_loss = primary_figures(out, y, state.loss_fn, state.loss_kind, state.info, metric)
     if state.info.task == "classification":
         counts = torch.bincount(y.long().reshape(-1)).double()
         majority = float(counts.max() / counts.sum())
-        accuracy = figures.get("accuracy")
-        if finite(accuracy) and majority < 1 and (accuracy - majority) / (1 - majority) <= _SKILL:
-            return {"variant": "metric", "metric": "accuracy", "value": accuracy, "trivial": majority}
-    else:
-        r2 = figures.get("r2")
-        if finite(r2) and r2 <= _SKILL:
-            return {"variant": "metric", "metric": "r2", "value": r2, "trivial": 0.0}
+        if finite(value) and majority < 1 and (value - majority) / (1 - majority) <= _SKILL:
+            return {"variant": "metric", "metric": "accuracy", "value": value, "trivial": majority}
+    elif finite(value) and value <= _SKILL:
+        return {"variant": "metric", "metric": "r2", "value": value, "trivial": 0.0}
     trivial = trivial_loss(out, y, state)
-    train_loss = figures.get("loss")
     val_loss = state.history[-1].get("val_loss") if state.history else None
     if trivial is None or trivial <= 0 or not finite(train_loss) or not finite(val_loss):
         return None

@@ -34,35 +34,42 @@ class _Probe:
         self.outputs = None     # the model's outputs on them (model_outputs)
         self.alive = None       # {ReLU layer: units non-zero on some of the first alive_rows rows}
         self.alive_rows = 0
+        self.wants = {}         # {id(monitor): rows(state)}
+
+
+def _weights(model) -> tuple:
+    """Each parameter's and buffer's storage and version counter: an in-place change (an
+    optimizer step, ``copy_``, ``load_state_dict``) moves the counter."""
+    return tuple((t.data_ptr(), t._version) for t in (*model.parameters(), *model.buffers()))
 
 
 def _key(state) -> tuple:
-    model = state.model
-    tensors = [*model.parameters(), *model.buffers()]
-    return (state.epoch, state.step, id(state.splits["train"][0]),
-            tuple((t.data_ptr(), t._version) for t in tensors))
+    return (state.epoch, state.step, id(state.splits["train"][0]), _weights(state.model))
 
 
 def _probe(state) -> _Probe:
     key = _key(state)
     probe = getattr(state, _ATTR, None)
     if probe is None or probe.key != key:
-        wanted = probe.wanted if probe is not None else 0
+        wants = probe.wants if probe is not None else {}
         probe = _Probe(key)
-        probe.wanted = wanted
+        probe.wants.update(wants)
         setattr(state, _ATTR, probe)
     return probe
 
 
-def want_rows(state, rows: int) -> None:
-    """A monitor will ask for the outputs of ``rows`` training rows each epoch: a pass started
-    by another monitor covers them too."""
+def want_rows(state, owner, rows) -> None:
+    """``rows(state)``: how many training rows ``owner`` will score this epoch (0: none), asked
+    when another monitor starts the pass, so that it covers them too."""
     probe = getattr(state, _ATTR, None)
     if probe is None:
         probe = _Probe(None)
-        probe.wanted = 0
         setattr(state, _ATTR, probe)
-    probe.wanted = max(probe.wanted, rows)
+    probe.wants[id(owner)] = rows
+
+
+def _wanted(state, probe: _Probe) -> int:
+    return max((rows(state) for rows in probe.wants.values()), default=0)
 
 
 def drop(state) -> None:
@@ -90,7 +97,7 @@ def train_alive(state, rows: int) -> dict[str, torch.Tensor] | None:
     n = min(rows, len(X))
     if probe.alive is not None and probe.alive_rows == n:
         return probe.alive
-    total = max(n, min(probe.wanted, len(X)))
+    total = max(n, min(_wanted(state, probe), len(X)))
     _run(state, probe, total, alive_rows=n)
     if probe.alive is None:   # could not be sliced from the whole pass: a pass of its own
         own = _Probe(None)
@@ -129,3 +136,72 @@ def _run(state, probe: _Probe, rows: int, alive_rows: int) -> None:
     if alive_rows:
         probe.alive = alive if sliceable else None
         probe.alive_rows = alive_rows
+
+
+# -- the validation pass's own outputs ---------------------------------------------------------
+
+class ValidationOutputs:
+    """The outputs of the validation pass's first call (its first ``_CHUNK`` rows), caught by a
+    forward hook on the model between ``start`` (at validation start) and ``outputs`` (at its
+    end), for a monitor that would otherwise run the very same call again.
+
+    They stand in for ``model_outputs(model, X[:rows])`` only where that call would compute the
+    same thing: the same model in evaluation mode, the same input (the first rows of the
+    validation tensor, unchanged), the same weights (storage and version counters, so weights
+    swapped in or out since count as other weights) and no autocast. Otherwise ``outputs`` is None
+    and the caller runs the pass itself.
+    """
+
+    def __init__(self):
+        self._handle = None
+        self._seen = None    # (weights, input version, outputs)
+
+    def start(self, state) -> None:
+        self.stop()
+        self._seen = None
+        X = _validation_rows(state)
+        if X is None:
+            return
+        rows = min(len(X), _CHUNK)
+
+        def seen(module, inputs, output):
+            if self._seen is not None or module.training or not inputs or not isinstance(output, torch.Tensor):
+                return
+            x = inputs[0]
+            if not isinstance(x, torch.Tensor) or x.data_ptr() != X.data_ptr() or x.dtype != X.dtype \
+                    or x.device != X.device or x.shape != (rows, *X.shape[1:]) or x.stride() != X.stride():
+                return
+            if not _autocast_on(output.device.type):
+                self._seen = (_weights(module), X._version, output.detach())
+
+        self._handle = state.model.register_forward_hook(seen)
+
+    def stop(self) -> None:
+        if self._handle is not None:
+            self._handle.remove()
+            self._handle = None
+
+    def outputs(self, state, rows: int) -> torch.Tensor | None:
+        """``model_outputs(state.model, X[:rows])`` of the validation rows as the validation pass
+        computed it, or None where it cannot stand in."""
+        self.stop()
+        seen, self._seen = self._seen, None
+        X = _validation_rows(state)
+        if seen is None or X is None:
+            return None
+        weights, version, out = seen
+        if min(rows, len(X)) != len(out) or X._version != version or _weights(state.model) != weights:
+            return None
+        return out.float() if out.dtype in (torch.bfloat16, torch.float16) else out   # as model_outputs
+
+
+def _validation_rows(state):
+    X = ((getattr(state, "splits", None) or {}).get("validation") or (None,))[0]
+    return X if isinstance(X, torch.Tensor) and len(X) > 0 else None
+
+
+def _autocast_on(device_type: str) -> bool:
+    try:
+        return torch.is_autocast_enabled(device_type)
+    except TypeError:   # torch before 2.4
+        return torch.is_autocast_enabled() or torch.is_autocast_cpu_enabled()

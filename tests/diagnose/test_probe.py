@@ -1,5 +1,6 @@
 """The monitors' shared probe pass: the fit monitor's cheap figures equal evaluate_outputs' bit for
 bit, and the dead units sliced from the 1024-row pass equal those of a pass over the first 256 rows."""
+import json
 from types import SimpleNamespace
 
 import pytest
@@ -122,7 +123,7 @@ def _alive_alone(model, X):
 def test_dead_units_of_the_shared_pass_equal_a_pass_of_their_own(name, rows):
     model = _models()[name]
     state = _state(model, rows)
-    _probe.want_rows(state, 1024)
+    _probe.want_rows(state, "fit", lambda state: 1024)
     alive = _probe.train_alive(state, 256)
     want = _alive_alone(model, state.splits["train"][0][:256])
     assert alive.keys() == want.keys() and alive
@@ -150,7 +151,8 @@ class _Counting(torch.nn.Module):
 def test_one_pass_per_weights_and_a_fresh_one_when_they_change():
     model = _Counting()
     state = _state(model, 2000)
-    _probe.want_rows(state, 1024)
+    needed = [1024]
+    _probe.want_rows(state, "fit", lambda state: needed[0])
     alive = _probe.train_alive(state, 256)
     out = _probe.train_outputs(state, 1024)
     assert model.rows == [1024]          # one pass serves both
@@ -166,3 +168,95 @@ def test_one_pass_per_weights_and_a_fresh_one_when_they_change():
     _probe.drop(state)
     _probe.train_alive(state, 256)
     assert len(model.rows) == 5 and model.rows[-1] == 1024   # the wanted rows are kept
+    needed[0] = 0                        # an epoch the fit monitor does not score: 256 rows only
+    state.step += 1
+    _probe.train_alive(state, 256)
+    assert model.rows[-1] == 256
+
+
+# -- the validation pass's outputs stand in for a pass of their own ---------------------------
+
+@pytest.mark.parametrize("rows", [300, 2500])
+def test_validation_outputs_equal_a_pass_of_their_own(rows):
+    model = _models()["mlp batchnorm dropout"]
+    state = _state(model, 10)
+    Xv = torch.randn(rows, 8, generator=torch.Generator().manual_seed(3))
+    state.splits["validation"] = (Xv, torch.zeros(rows))
+    caught = _probe.ValidationOutputs()
+    caught.start(state)
+    model_outputs(model, Xv)           # the validation pass
+    out = caught.outputs(state, 1024)
+    assert torch.equal(out, model_outputs(model, Xv[:1024]))
+    assert not model._forward_hooks    # the hook is gone
+    assert caught.outputs(state, 1024) is None   # taken once
+
+
+def test_validation_outputs_refused_where_the_call_would_differ():
+    model = _models()["mlp batchnorm dropout"]
+    state = _state(model, 10)
+    Xv = torch.randn(300, 8, generator=torch.Generator().manual_seed(3))
+    state.splits["validation"] = (Xv, torch.zeros(300))
+    caught = _probe.ValidationOutputs()
+
+    def attempt(pass_, after=lambda: None, rows=1024):
+        caught.start(state)
+        pass_()
+        after()
+        return caught.outputs(state, rows)
+
+    assert attempt(lambda: model_outputs(model, Xv)) is not None
+    assert attempt(lambda: model_outputs(model, Xv.clone())) is None            # other rows
+    assert attempt(lambda: model_outputs(model, Xv[1:])) is None                # other rows
+    assert attempt(lambda: model_outputs(model, Xv), rows=100) is None          # fewer rows wanted
+    with torch.no_grad():
+        assert attempt(lambda: model(Xv)) is None                                # training mode
+    with torch.no_grad():   # weights swapped back after validation (an average put in for it)
+        assert attempt(lambda: model_outputs(model, Xv), lambda: model[0].weight.mul_(1.0)) is None
+    assert attempt(lambda: model_outputs(model, Xv), lambda: Xv.add_(0.0)) is None   # rows changed in place
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert attempt(lambda: model_outputs(model, Xv)) is None                 # another precision
+    assert attempt(lambda: None) is None                                         # no validation pass
+
+
+# -- the monitors find the same with the shared and skipped passes as without ------------------
+
+def _findings(tmp_path, name, spec):
+    from diagnose_testkit import run
+
+    r = run(tmp_path, name, **spec)
+    rows = [json.loads(line) for line in (r.path / "events.jsonl").read_text().splitlines()]
+    return rows, r.summary.get("test")
+
+
+@pytest.mark.parametrize("scenario", ["overfit_gap", "lr_high_adam", "healthy"])
+def test_monitors_find_the_same_as_with_passes_of_their_own(tmp_path, monkeypatch, scenario):
+    from diagnose_scenarios import SCENARIOS
+
+    from danlu.diagnose._fit import FitMonitor
+
+    spec = next(s for s in SCENARIOS if s.name == scenario).spec(0, tmp_path)
+    if scenario == "healthy":
+        spec["train"] = {**spec.get("train", {}), "ema": 0.9}   # other weights in for validation
+    used = {"validation": 0, "settled": 0}
+    outputs, settled = _probe.ValidationOutputs.outputs, FitMonitor._gap_settled
+
+    def count(key, fn, hit):
+        def wrapped(*args):
+            value = fn(*args)
+            used[key] += hit(value)
+            return value
+        return wrapped
+
+    monkeypatch.setattr(_probe.ValidationOutputs, "outputs", count("validation", outputs, lambda v: v is not None))
+    monkeypatch.setattr(FitMonitor, "_gap_settled", count("settled", settled, bool))
+    shared = _findings(tmp_path, "shared", spec)
+    assert used["validation"] > 0   # the prediction shares were read from the validation pass
+    assert used["settled"] > 0 or scenario == "overfit_gap"   # ... and settled gaps not scored
+    # each monitor on its own again: no validation outputs reused, the gap scored every epoch,
+    # the dead units from a pass over their own 256 rows
+    monkeypatch.setattr(_probe.ValidationOutputs, "outputs", lambda self, state, rows: None)
+    monkeypatch.setattr(FitMonitor, "_gap_settled", lambda self, state: False)
+    monkeypatch.setattr(_probe, "_wanted", lambda state, probe: 0)
+    alone = _findings(tmp_path, "alone", spec)
+    assert shared == alone
+    assert shared[0], "the run reports something to compare"
