@@ -1,14 +1,16 @@
 """The probe: one forward pass per epoch over the first training rows, shared by the monitors.
 
-The fit monitor scores the first ``_GAP_ROWS`` training rows for the generalisation gap and the
-divergence monitor looks for dead ReLU units on the first ``_DEAD_ROWS`` of them. Both ask here,
-and the pass runs once for the weights in place (the first to ask starts it).
+The fit monitor scores the first ``_GAP_ROWS`` training rows for the generalisation gap (in the
+epochs where the score can matter) and the divergence monitor looks for dead ReLU units on the
+first ``_DEAD_ROWS`` of them. Both ask here, and the pass runs once for the weights in place: the
+first to ask starts it, covering the rows the other said it will want (``want_rows``).
 
 In evaluation mode the network maps each row on its own (batch normalisation uses its running
 statistics, dropout is off), so the ReLU outputs of the first 256 rows of a 1024-row pass are
-those of a 256-row pass: slicing them gives the same dead units. Where a ReLU's output does not
-have one row per input row (a sequence-first layout), it cannot be sliced so, and the dead units
-get a pass of their own, as before.
+those of a 256-row pass: slicing them gives the same dead units. Where that does not hold, the
+dead units get a pass over their own rows, as before: a batch normalisation without running
+statistics (it normalises over the rows of the pass), or a ReLU whose output does not have one
+row per input row (a sequence-first layout).
 
 The pass is kept on the state (``state._diagnose_probe``) for the weights it saw: the key holds
 the epoch, the step and each parameter's and buffer's storage and version counter, so weights
@@ -91,19 +93,26 @@ def train_outputs(state, rows: int) -> torch.Tensor:
 def train_alive(state, rows: int) -> dict[str, torch.Tensor] | None:
     """Per ReLU layer, which units (output positions) are non-zero for some of the first ``rows``
     training rows in evaluation mode, as a pass over exactly those rows sees them (the first call
-    of each layer with a tensor of two or more dimensions); None without ReLU layers."""
+    of each layer with a tensor of two or more dimensions); empty without ReLU layers."""
     probe = _probe(state)
     X = state.splits["train"][0]
     n = min(rows, len(X))
     if probe.alive is not None and probe.alive_rows == n:
         return probe.alive
-    total = max(n, min(_wanted(state, probe), len(X)))
+    total = max(n, min(_wanted(state, probe), len(X))) if _rows_apart(state.model) else n
     _run(state, probe, total, alive_rows=n)
     if probe.alive is None:   # could not be sliced from the whole pass: a pass of its own
         own = _Probe(None)
         _run(state, own, n, alive_rows=n)
         return own.alive
     return probe.alive
+
+
+def _rows_apart(model) -> bool:
+    """No layer the probe knows to mix rows in evaluation mode: a batch normalisation without
+    running statistics normalises over the rows of the pass."""
+    return not any(isinstance(m, torch.nn.modules.batchnorm._NormBase) and m.running_mean is None
+                   and not isinstance(m, torch.nn.modules.instancenorm._InstanceNorm) for m in model.modules())
 
 
 def _run(state, probe: _Probe, rows: int, alive_rows: int) -> None:

@@ -90,13 +90,20 @@ def _models():
     shared.a, shared.b, shared.act, shared.head = torch.nn.Linear(8, 8), torch.nn.Linear(8, 8), torch.nn.ReLU(), \
         torch.nn.Linear(8, 3)
     shared.forward = lambda x: shared.head(shared.act(shared.b(shared.act(shared.a(x)))))
+    # normalised over the rows of the pass even in evaluation mode: a 1024-row pass is not sliced
+    batch_stats = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.BatchNorm1d(16, track_running_stats=False),
+                                      torch.nn.ReLU(), torch.nn.Linear(16, 3))
+    with torch.no_grad():   # unit 0 is feature 0, which _state makes large after row 256
+        batch_stats[0].weight[0] = torch.eye(8)[0]
+        batch_stats[0].bias[0] = 0.0
     return {"mlp batchnorm dropout": mlp, "cnn batchnorm dropout": cnn, "shared relu": shared,
-            "sequence first": _SeqFirst()}
+            "sequence first": _SeqFirst(), "batchnorm of the batch": batch_stats}
 
 
 def _state(model, rows):
     g = torch.Generator().manual_seed(2)
     X, y = torch.randn(rows, 8, generator=g), torch.randint(0, 3, (rows,), generator=g)
+    X[256:, 0] += 100.0   # rows a batch statistic over more than the first 256 rows would see
     model.train()   # as during training: the probe passes in evaluation mode and restores it
     return SimpleNamespace(model=model, splits={"train": (X, y)}, epoch=3, step=40)
 
@@ -260,3 +267,38 @@ def test_monitors_find_the_same_as_with_passes_of_their_own(tmp_path, monkeypatc
     alone = _findings(tmp_path, "alone", spec)
     assert shared == alone
     assert shared[0], "the run reports something to compare"
+
+
+@pytest.mark.parametrize("metric", ["accuracy", "r2"])
+def test_a_settled_gap_check_finds_what_the_scored_one_finds(monkeypatch, metric):
+    """Epochs whose training rows are not scored (the gap cannot open) leave the findings and the
+    counts as scoring them would, on sequences that straddle the threshold with perfect training
+    scores."""
+    import random
+
+    from danlu.diagnose import _fit
+
+    line = _fit._GAP[metric]
+    rnd = random.Random(0)
+    task = "classification" if metric == "accuracy" else "regression"
+    for _ in range(300):
+        epochs = []
+        for _ in range(rnd.randint(1, 10)):
+            val = 1.0 - rnd.choice([line, line / 2, 0.0, 0.01, 2 * line, 1.0]) * rnd.choice([0.999, 1.0, 1.001])
+            train = rnd.choice([1.0, val, min(1.0, val + line), min(1.0, val + line / 2)])
+            epochs.append((val, train, rnd.choice([0.0, 1e-3, 1.0])))
+        found, patience = [], rnd.choice([1, 2, 3])
+        for skip in (True, False):
+            fit = _fit.FitMonitor(patience=patience)
+            if not skip:
+                monkeypatch.setattr(fit, "_gap_settled", lambda state: False)
+            rows = []
+            for epoch, (val, train, train_loss) in enumerate(epochs):
+                state = SimpleNamespace(epoch=epoch, metrics={f"val_{metric}": val, "val_loss": 1.0},
+                                        splits={"train": None, "validation": None}, model=torch.nn.Linear(1, 1),
+                                        info=SimpleNamespace(task=task))
+                monkeypatch.setattr(_fit, "_epoch_figures", lambda state, v=val, t=train, tl=train_loss:
+                                    (metric, t, v, tl, 1.0))
+                rows.append((fit._gap_facts(state), fit.gap_epochs, fit.gap_since))
+            found.append(rows)
+        assert found[0] == found[1]
