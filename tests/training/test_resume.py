@@ -69,7 +69,10 @@ def reference(tmp_path_factory):
     return recipe, tmp / "run"
 
 
-def test_kill_during_checkpoint_write_then_resume_is_bit_identical(reference, tmp_path):
+def test_kill_during_checkpoint_write_then_resume_is_bit_identical_and_a_tampered_one_is_refused(
+        reference, tmp_path):
+    import shutil
+
     recipe, ref = reference
     run = tmp_path / "killed"
     # die in the 4th checkpoint write, after its files are written but before the rename: the
@@ -82,9 +85,24 @@ def test_kill_during_checkpoint_write_then_resume_is_bit_identical(reference, tm
     assert state["position"]["batch"] > 0, "the newest checkpoint should be mid-epoch"
     assert list((run / "checkpoints").glob(".tmp-*")), "the interrupted write leaves only a temporary folder"
     assert not (run / "summary.json").exists()
+    tampered = tmp_path / "tampered"   # the same killed run, its newest checkpoint's weights altered
+    shutil.copytree(run, tampered)
     res = _resume_cli(run)
     assert res.returncode == 0, res.stderr
     _assert_same_run(ref, run)
+
+    newest = ck.list_checkpoints(tampered / "checkpoints")[-1]
+    blob = bytearray((newest / "model.safetensors").read_bytes())
+    blob[-1] ^= 0xFF
+    (newest / "model.safetensors").write_bytes(bytes(blob))
+    res = _resume_cli(tampered)
+    assert res.returncode == 2
+    assert "does not match its checksum" in res.stderr and "--checkpoint" in res.stderr
+    assert "Traceback" not in res.stderr
+    older = ck.list_checkpoints(tampered / "checkpoints")[-2].name
+    res = _resume_cli(tampered, "--checkpoint", older)
+    assert res.returncode == 0, res.stderr
+    _assert_same_run(ref, tampered)
 
 
 def test_sigkill_at_a_random_moment_then_resume_is_bit_identical(reference, tmp_path):
@@ -101,25 +119,6 @@ def test_sigkill_at_a_random_moment_then_resume_is_bit_identical(reference, tmp_
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     res = _resume_cli(run)
-    assert res.returncode == 0, res.stderr
-    _assert_same_run(ref, run)
-
-
-def test_resume_refuses_tampered_checkpoint_and_older_one_still_loads(reference, tmp_path):
-    recipe, ref = reference
-    run = tmp_path / "tampered"
-    proc = _train_cli(recipe, run, env={"DANLU_KILL_AT": "before_rename:4"})
-    assert proc.returncode == -signal.SIGKILL
-    newest = ck.list_checkpoints(run / "checkpoints")[-1]
-    blob = bytearray((newest / "model.safetensors").read_bytes())
-    blob[-1] ^= 0xFF
-    (newest / "model.safetensors").write_bytes(bytes(blob))
-    res = _resume_cli(run)
-    assert res.returncode == 2
-    assert "does not match its checksum" in res.stderr and "--checkpoint" in res.stderr
-    assert "Traceback" not in res.stderr
-    older = ck.list_checkpoints(run / "checkpoints")[-2].name
-    res = _resume_cli(run, "--checkpoint", older)
     assert res.returncode == 0, res.stderr
     _assert_same_run(ref, run)
 
