@@ -20,7 +20,7 @@ from ._info import DataInfo
 from ._labels import LabelCodec
 from ._pipeline import Pipeline
 from ._sources import Loaded, kind_of, load
-from ._split import split_rows
+from ._split import split_or_given
 from ._table import Table, check_finite, check_scaled, missing_summary
 
 
@@ -85,15 +85,7 @@ def prepare_loaded(loaded, cfg, seed: int, source_name: str, rows: dict | None =
     shape, kind = _sample_shape(loaded, cfg["shape"], source_name)
     _check_augment(cfg["augment"], kind, source_name)
 
-    if rows is None:
-        split = cfg["split"]
-        strata = y if codec.task == "classification" and split["stratify"] else None
-        # multilabel: a plain seeded shuffle split (iterative stratification is not implemented)
-        rows = split_rows(len(table), split["validation"], split["test"], seed, strata, codec.classes, table.where)
-    else:
-        rows = {name: np.asarray(idx, dtype=np.int64) for name, idx in rows.items() if len(idx)}
-        if "train" not in rows:
-            raise DataError(f"{table.where}: no training rows were given")
+    rows = split_or_given(y, codec, cfg["split"], seed, table.where, rows)
 
     # fitted on the training rows only: categories, fill values and scaling statistics
     encoder = FeatureEncoder.fit(table.take(rows["train"]), cfg["impute"])

@@ -21,14 +21,14 @@ import numpy as np
 import torch
 
 from .._validate import Node
-from ..errors import DataError, RecipeError, UserError, did_you_mean
+from ..errors import DataError, UserError, did_you_mean
 from ._csv import is_missing
 from ._info import InputRows
 from ._pipeline import Pipeline, _cell_labels, _column_names, _label_list
 from ._prepare import Prepared, _config, prepare_loaded
 from ._sources import Loaded, kind_of
-from ._stream import (CHUNK_BYTES, MEMORY_SHARE, MappedArray, StreamSource, _bad_values, cache_folder, drop_cache,
-                      drop_with, prepare_source)
+from ._stream import (CHUNK_BYTES, MappedArray, StreamSource, _bad_values, cache_folder, decide_stream, drop_cache,
+                      drop_with, prepare_source, stream_limit)
 from ._table import (MULTILABEL_FIX, NUMERIC_SHARE, Table, categorical_columns, check_finite, choose_columns,
                      numeric_share, parse_categorical, table_from_arrays)
 
@@ -261,26 +261,8 @@ def _stream_refused(cfg) -> str | None:
 
 def _streams(cfg, where: str, nbytes: int | None) -> bool:
     """Whether ``data.stream`` streams a Dataset whose float32 features take ``nbytes`` (None: not
-    known yet): true always, auto when they exceed MEMORY_SHARE of the free memory."""
-    choice = cfg["stream"]
-    if choice is False:
-        return False
-    why = _stream_refused(cfg)
-    if choice is True:
-        if why is not None:
-            raise RecipeError(f"{where}: {why}")
-        return True
-    if why is not None or nbytes is None:
-        return False
-    return nbytes > _stream_limit()
-
-
-def _stream_limit() -> float:
-    """Bytes of float32 features ``data.stream: auto`` keeps in memory (inf: free memory unknown)."""
-    from ..models import _budget
-
-    free = _budget.available_memory()   # looked up when called, so that tests can set it
-    return math.inf if free is None else MEMORY_SHARE * free
+    known yet): the same rule as for every source (:func:`~danlu.data._stream.decide_stream`)."""
+    return decide_stream(cfg["stream"], _stream_refused(cfg), nbytes, where)
 
 
 class DatasetRows:
@@ -388,7 +370,7 @@ def _from_iterable(dataset, items: _Items, about: dict, cfg) -> Loaded | Dataset
     if cfg is not None and _streams(cfg, items.where, None):   # data.stream: true
         limit = -1
     elif cfg is not None and cfg["stream"] == "auto" and _stream_refused(cfg) is None:
-        limit = _stream_limit()
+        limit = stream_limit()
     xs, ys, cache, nbytes = [], [], None, 0
     try:
         for i, item in enumerate(dataset):

@@ -52,3 +52,16 @@ def split_rows(n: int, validation: float, test: float, seed: int, class_ids: np.
             raise DataError(f"{where}: the {name} split is empty ({n} rows in all); add rows or change "
                             f"data.split fractions")
     return {name: out[name] for name in ("train", "validation", "test") if name in out}
+
+
+def split_or_given(y: np.ndarray, codec, split, seed: int, where: str, rows: dict | None = None) -> dict:
+    """The rows of each split: the recipe's seeded split of the encoded labels ``y`` (stratified for
+    classification when ``split.stratify``; multilabel: a plain seeded shuffle, iterative
+    stratification is not implemented), or ``rows`` as given (e.g. cross-validation's folds)."""
+    if rows is None:
+        strata = y if codec.task == "classification" and split["stratify"] else None
+        return split_rows(len(y), split["validation"], split["test"], seed, strata, codec.classes, where)
+    rows = {name: np.asarray(idx, dtype=np.int64) for name, idx in rows.items() if len(idx)}
+    if "train" not in rows:
+        raise DataError(f"{where}: no training rows were given")
+    return rows

@@ -1,8 +1,10 @@
-"""Data that does not fit: .npy / .npz rows read from the file batch by batch.
+"""Data that does not fit: rows read from disk batch by batch (``data.stream``).
 
-A streamed split's ``X`` is a :class:`StreamedArray`. It answers what the loop asks of a tensor —
-``len``, ``.shape``, ``.device``, ``.to(device)``, ``X[row_tensor]`` and ``X[i:j]`` — by reading
-those rows from the file and scaling them, so the loop, its seeded order of each epoch and the
+Each streamable kind of source registers a :class:`Streamer` (.npy / .npz here; CSV and Parquet
+in ``_stream_table``, image folders in ``_stream_images``; a torch Dataset in ``_python``) whose
+:class:`StreamSource` reads raw rows. A streamed split's ``X`` is a :class:`StreamedArray`. It
+answers what the loop asks of a tensor — ``len``, ``.shape``, ``.device``, ``.to(device)``,
+``X[row_tensor]`` and ``X[i:j]`` — by reading those rows and scaling them, so the loop, its seeded order of each epoch and the
 position a checkpoint holds are the same as for data in memory, and a streamed run resumes exactly.
 
 Labels are small and stay in memory: the split (and its stratification) is the same
@@ -34,7 +36,7 @@ from ._info import DataInfo
 from ._labels import LabelCodec
 from ._pipeline import Pipeline
 from ._sources import kind_of, npy_columns, resolve_path
-from ._split import split_rows
+from ._split import split_or_given
 from ._table import FLOAT32_MAX, Table
 
 #: auto streams when the float32 features would take more than this share of the free memory
@@ -390,28 +392,44 @@ def streamer_for(cfg, source_name: str):
     return None, None
 
 
+def stream_limit(available: int | None = None) -> float:
+    """Bytes of float32 features ``data.stream: auto`` keeps in memory: a share of the free memory
+    (``available``, else looked up now; inf when unknown, so auto never streams blindly)."""
+    from ..models import _budget
+
+    free = _budget.available_memory() if available is None else available
+    return math.inf if free is None else MEMORY_SHARE * free
+
+
+def decide_stream(choice, why: str | None, nbytes, where: str, available: int | None = None) -> bool:
+    """The one rule of ``data.stream`` for any source: ``choice`` true, false or auto; ``why`` this
+    source cannot stream (None: it can; under true a one-line error, under auto read whole);
+    ``nbytes`` the float32 features' size (None: unknown, read whole under auto), or a callable
+    giving it, asked only when auto needs it."""
+    if choice is False:
+        return False
+    if choice is True:
+        if why is not None:
+            raise RecipeError(f"{where}: {why}")
+        return True
+    if why is not None:
+        return False
+    size = nbytes() if callable(nbytes) else nbytes
+    return size is not None and size > stream_limit(available)
+
+
 def wants_stream(cfg, source_name: str, available: int | None = None) -> bool:
     """Whether ``data.stream`` (true, false or auto) streams this data set."""
-    from ..models._budget import available_memory
-
     choice = cfg.get("stream", "auto")
     if choice is False:
         return False
     streamer, handle = streamer_for(cfg, source_name)
-    if choice is True:
-        if streamer is None:
-            kinds = "; ".join(s.what for s in STREAMERS)
-            raise RecipeError(f"{source_name}: data.stream: true reads {kinds}; this data set "
-                              f"(data.source: {cfg['source']}) is read whole: set data.stream: auto or false")
-        why = streamer.refuse(cfg)
-        if why is not None:
-            raise RecipeError(f"{source_name}: {why}")
-        return True
-    if streamer is None or streamer.refuse(cfg) is not None:
-        return False
-    size = streamer.size(handle, cfg)
-    free = available_memory() if available is None else available
-    return size is not None and free is not None and size > MEMORY_SHARE * free
+    if streamer is None:
+        kinds = "; ".join(s.what for s in STREAMERS)
+        why = (f"data.stream: true reads {kinds}; this data set (data.source: {cfg['source']}) is read whole: "
+               f"set data.stream: auto or false")
+        return decide_stream(choice, why, None, source_name)
+    return decide_stream(choice, streamer.refuse(cfg), lambda: streamer.size(handle, cfg), source_name, available)
 
 
 def _npy_claims(cfg, source_name: str) -> Path | None:
@@ -653,15 +671,7 @@ def prepare_source(src: StreamSource, cfg, seed: int, rows: dict | None = None, 
     src.check_pass()
     codec, y = _checked_labels(src, cfg)
 
-    where = str(path)
-    if rows is None:
-        split = cfg["split"]
-        strata = y if codec.task == "classification" and split["stratify"] else None
-        rows = split_rows(len(y), split["validation"], split["test"], seed, strata, codec.classes, where)
-    else:
-        rows = {name: np.asarray(idx, dtype=np.int64) for name, idx in rows.items() if len(idx)}
-        if "train" not in rows:
-            raise DataError(f"{where}: no training rows were given")
+    rows = split_or_given(y, codec, cfg["split"], seed, str(path), rows)
 
     encoder = src.fit_encoder(rows["train"], cfg)
     skip = [j for j, _ in encoder.cardinalities()]
